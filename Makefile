@@ -1,0 +1,43 @@
+# carnet: the two commands are `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	CARNET_DEV_ISSUER=$${CARNET_DEV_ISSUER:-1} CARNET_ALLOW_TEST_INS=$${CARNET_ALLOW_TEST_INS:-1} \
+	  $(BIN)/carnet serve --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	@if [ -z "$$CARNET_TEST_DATABASE_URL" ] && $(BIN)/python -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))" 2>/dev/null; then \
+	  export CARNET_TEST_DATABASE_URL=$(PG_TEST_URL); \
+	  echo "backends: sqlite + postgresql ($$CARNET_TEST_DATABASE_URL)"; \
+	else \
+	  if [ -n "$$CARNET_TEST_DATABASE_URL" ]; then echo "backends: sqlite + postgresql ($$CARNET_TEST_DATABASE_URL)"; \
+	  else echo "backends: sqlite only (no PostgreSQL answered on 127.0.0.1:5432)"; fi; \
+	fi; \
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from carnet.cli.main import main
+
+main()

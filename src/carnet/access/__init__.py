@@ -1,0 +1,1 @@
+"""Access control: the policy (``decide``) and the access-scoped service, the only path to data."""

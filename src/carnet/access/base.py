@@ -1,0 +1,119 @@
+"""The common part of the access-scoped service: gathering facts, deciding, tracing.
+
+A scope is built per request for one actor. It is the only path to records and documents:
+interfaces call it, it asks :func:`carnet.access.policy.decide` about every record and document
+it touches, and writes the trace in the same transaction as the read or the write.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carnet.access.policy import Action, Decision, RecordFacts, Relation, decide
+from carnet.domain.actors import Actor, ActorKind
+from carnet.domain.records import Record
+from carnet.domain.traces import trace_row, write_traces
+from carnet.errors import Forbidden, NotFound
+from carnet.services import Services
+from carnet.store.rows import record_from_row
+from carnet.store.tables import record_professionals, records
+
+NOT_FOUND = "no such resource, or no access to it"
+
+
+def record_id_of(resource_id: str) -> str:
+    """Resource ids are routable: ``<record id>-<suffix>`` (see store/tables.py)."""
+    return resource_id.split("-", 1)[0]
+
+
+class ScopeBase:
+    def __init__(self, services: Services, actor: Actor, base_url: str) -> None:
+        self.services = services
+        self.actor = actor
+        self.base_url = base_url.rstrip("/")
+        self.settings = services.settings
+
+    # -- facts -------------------------------------------------------------------------------
+    async def _relations(self, conn: AsyncConnection, record_id: str) -> frozenset[Relation]:
+        if self.actor.kind is not ActorKind.PROFESSIONAL:
+            return frozenset()
+        rows = await conn.execute(
+            select(record_professionals.c.relation).where(
+                record_professionals.c.record_id == record_id,
+                record_professionals.c.professional_id == self.actor.id,
+            )
+        )
+        return frozenset(Relation(r[0]) for r in rows)
+
+    async def _load_record(
+        self, conn: AsyncConnection, record_id: str
+    ) -> tuple[Record | None, RecordFacts | None]:
+        row = (await conn.execute(select(records).where(records.c.record_id == record_id))).first()
+        if row is None:
+            return None, None
+        record = record_from_row(row)
+        return record, await self._facts(conn, record)
+
+    async def _facts(self, conn: AsyncConnection, record: Record) -> RecordFacts:
+        return RecordFacts(
+            record_id=record.record_id,
+            state=record.state,
+            ins=record.identity.ins.value,
+            relations=await self._relations(conn, record.record_id),
+        )
+
+    # -- decisions ---------------------------------------------------------------------------
+    def decide(
+        self, action: Action, facts: RecordFacts | None, document: object = None
+    ) -> Decision:
+        from carnet.access.policy import DocumentFacts
+
+        doc = document if isinstance(document, DocumentFacts) else None
+        return decide(self.actor, action, facts, doc)
+
+    async def trace(
+        self,
+        conn: AsyncConnection,
+        action: Action | str,
+        record_id: str | None,
+        decision: Decision | None = None,
+        *,
+        doc_id: str | None = None,
+        detail: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        await write_traces(
+            conn,
+            [
+                trace_row(
+                    self.actor,
+                    action,
+                    record_id,
+                    decision=decision,
+                    doc_id=doc_id,
+                    detail=detail,
+                    outcome=outcome,
+                )
+            ],
+        )
+
+    async def deny(
+        self,
+        action: Action,
+        record_id: str | None,
+        decision: Decision,
+        *,
+        doc_id: str | None = None,
+        hide: bool = True,
+    ) -> NotFound | Forbidden:
+        """Trace a denial in its own transaction and return the error to raise.
+
+        ``hide``: answer 404, exactly as for a missing resource, so that a refusal never
+        reveals that something exists to someone with no right to it.
+        """
+        async with self.services.engine.begin() as conn:
+            await self.trace(conn, action, record_id, decision, doc_id=doc_id)
+        if hide:
+            return NotFound(NOT_FOUND)
+        return Forbidden(f"not allowed: {decision.reason}")

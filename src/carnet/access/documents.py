@@ -1,0 +1,1063 @@
+"""Document operations of the scoped service: add and replace (TD2.1/TD2.2), read (TD3.2),
+search (TD3.1), metadata update (TD3.3). dmp.md §4 and §6."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carnet.access.base import NOT_FOUND, record_id_of
+from carnet.access.policy import Action, DocumentFacts, RecordFacts, RecordState, Relation
+from carnet.access.publish_model import (
+    NewDocument,
+    PublishedDocument,
+    PublishResult,
+    SubjectRef,
+    Submission,
+)
+from carnet.access.records import RecordOps
+from carnet.domain.actors import RPPS_SYSTEM, ActorKind
+from carnet.domain.clock import iso, new_id, utcnow
+from carnet.domain.documents import DocumentEntry
+from carnet.domain.ins import parse_ins
+from carnet.domain.records import QUALIFIED, Record
+from carnet.domain.search import DocumentCriteria, ListCriteria
+from carnet.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableEntity,
+)
+from carnet.fhir.docref_resource import author_rpps, entry_from_docref
+from carnet.store.content import BlobInfo, BlobWriter
+from carnet.store.doc_query import document_conditions, list_conditions
+from carnet.store.rows import record_from_row
+from carnet.store.tables import (
+    binaries,
+    contents,
+    document_authors,
+    document_history,
+    documents,
+    record_professionals,
+    records,
+    submission_sets,
+)
+from carnet.store.upsert import insert_ignore
+
+LARGE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    record_id: str
+    doc_id: str
+    version_id: int
+    status: str
+    author_id: str | None
+    binary_id: str
+    sha256: str
+    size: int
+    content_type: str
+    last_updated: datetime
+    resource: bytes
+    date: datetime | None
+
+    @property
+    def facts(self) -> DocumentFacts:
+        return DocumentFacts(doc_id=self.doc_id, status=self.status, author_id=self.author_id)
+
+
+def stored_from_row(row: Row[Any]) -> StoredDocument:
+    m = row._mapping
+    return StoredDocument(
+        record_id=m["record_id"],
+        doc_id=m["doc_id"],
+        version_id=m["version_id"],
+        status=m["status"],
+        author_id=m["author_id"],
+        binary_id=m["binary_id"],
+        sha256=m["sha256"],
+        size=m["size"],
+        content_type=m["content_type"],
+        last_updated=m["last_updated"],
+        resource=bytes(m["resource"]),
+        date=m["date"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[StoredDocument]
+    total: int
+    next_cursor: tuple[datetime, str] | None
+    included: list[Record]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentHandle:
+    record_id: str
+    blob_id: str
+    key: bytes
+    size: int
+    sha1: bytes
+    sha256: str
+    content_type: str
+    version_tag: str
+
+
+class DocumentOps(RecordOps):
+    # -- helpers ------------------------------------------------------------------------------
+    def _author_key(self, entry: DocumentEntry) -> str:
+        rpps = author_rpps(entry)
+        if rpps:
+            return f"rpps:{rpps}"
+        return self.actor.id
+
+    async def _resolve_subject(
+        self, conn: AsyncConnection, subject: SubjectRef
+    ) -> tuple[Record, RecordFacts]:
+        if subject.record_id:
+            record, facts = await self._load_record(conn, subject.record_id)
+        else:
+            ins = parse_ins(
+                subject.ins_system,
+                subject.ins_value,
+                allow_test=self.settings.allow_test_ins,
+                field="subject",
+            )
+            row = (
+                await conn.execute(
+                    select(records).where(
+                        records.c.ins_oid == ins.oid, records.c.ins_value == ins.value
+                    )
+                )
+            ).first()
+            record = record_from_row(row) if row else None
+            facts = await self._facts(conn, record) if record else None
+        if record is None or facts is None or record.state is RecordState.DESTROYED:
+            raise NotFound(
+                "no record for this patient: open it first (POST Patient with the patient's consent)"
+            )
+        return record, facts
+
+    async def _load_document(
+        self, conn: AsyncConnection, doc_id: str
+    ) -> tuple[StoredDocument | None, Record | None, RecordFacts | None]:
+        record_id = record_id_of(doc_id)
+        row = (
+            await conn.execute(
+                select(documents).where(
+                    documents.c.record_id == record_id, documents.c.doc_id == doc_id
+                )
+            )
+        ).first()
+        if row is None:
+            return None, None, None
+        record, facts = await self._load_record(conn, record_id)
+        return stored_from_row(row), record, facts
+
+    # -- publish ------------------------------------------------------------------------------
+    async def publish(self, sub: Submission) -> PublishResult:
+        """Store a submission: all of it or nothing (ITI-65 transaction semantics)."""
+        async with self.services.engine.connect() as conn:
+            record, facts = await self._resolve_subject(conn, sub.subject)
+        decision = self.decide(Action.DOCUMENT_CREATE, facts)
+        if not decision:
+            raise await self.deny(Action.DOCUMENT_CREATE, record.record_id, decision, hide=False)
+        if record.identity.identity_status != QUALIFIED:
+            raise UnprocessableEntity(
+                f"the INS of this record is not qualified (identityStatus "
+                f"{record.identity.identity_status}): it may not be fed (dmp.md §2)",
+                expression="subject",
+            )
+        for doc in sub.documents:
+            doc.entry.validate()
+            self._check_patient(record, doc)
+        ids = {id(d): f"{record.record_id}-{new_id()[:20]}" for d in sub.documents}
+        key = await self._record_key(record.record_id)
+        written: list[tuple[NewDocument, BlobInfo | None, BlobWriter | None]] = []
+        try:
+            for doc in sub.documents:
+                info, writer = await self._write_content(record.record_id, key, doc)
+                written.append((doc, info, writer))
+            return await self._commit_publish(sub, record, ids, written)
+        except BaseException:
+            for _doc, _info, writer in written:
+                if writer is not None:
+                    writer.abort()
+                    if _info is not None:
+                        self.services.content.delete(record.record_id, _info.blob_id)
+            raise
+
+    def _check_patient(self, record: Record, doc: NewDocument) -> None:
+        ins = record.identity.ins
+        if doc.entry.patient_value and (
+            doc.entry.patient_value.upper() != ins.value
+            or (doc.entry.patient_system and doc.entry.patient_system != ins.system)
+        ):
+            raise UnprocessableEntity(
+                "the DocumentReference is for another patient than the submission",
+                expression="DocumentReference.subject",
+            )
+
+    async def _record_key(self, record_id: str) -> bytes:
+        async with self.services.engine.connect() as conn:
+            return await self.services.keys.key_for(conn, record_id)
+
+    async def _write_content(
+        self, record_id: str, key: bytes, doc: NewDocument
+    ) -> tuple[BlobInfo | None, BlobWriter | None]:
+        """Encrypt and write inline content; staged Binaries are already stored."""
+        if doc.data is None:
+            return None, None
+        data = doc.data
+        entry = doc.entry
+        if (
+            doc.data_content_type
+            and entry.content_type
+            and (
+                doc.data_content_type.split(";")[0].strip()
+                != entry.content_type.split(";")[0].strip()
+            )
+        ):
+            raise UnprocessableEntity(
+                f"the Binary's contentType {doc.data_content_type!r} contradicts the "
+                f"DocumentReference's attachment.contentType {entry.content_type!r}",
+                expression="Binary.contentType",
+            )
+        if entry.size is not None and entry.size != len(data):
+            raise UnprocessableEntity(
+                f"the content has {len(data)} bytes but attachment.size says {entry.size}",
+                expression="DocumentReference.content.attachment.size",
+            )
+        store = self.services.content
+        if len(data) > LARGE:
+            info, writer = await asyncio.to_thread(store.put, record_id, key, data)
+        else:
+            info, writer = store.put(record_id, key, data)
+        if entry.hash_sha1 is not None and entry.hash_sha1 != info.sha1:
+            writer.abort()
+            raise UnprocessableEntity(
+                "the content's SHA-1 is "
+                f"{base64.b64encode(info.sha1).decode()} but attachment.hash says "
+                f"{base64.b64encode(entry.hash_sha1).decode()}",
+                expression="DocumentReference.content.attachment.hash",
+            )
+        return info, writer
+
+    async def _commit_publish(
+        self,
+        sub: Submission,
+        record: Record,
+        ids: dict[int, str],
+        written: list[tuple[NewDocument, BlobInfo | None, BlobWriter | None]],
+    ) -> PublishResult:
+        now = utcnow()
+        rid = record.record_id
+        set_id = f"{rid}-{new_id()[:20]}" if sub.submission_set else None
+        result = PublishResult(
+            rid, set_id, sub.submission_set.key if sub.submission_set else None, [], []
+        )
+        try:
+            async with self.services.engine.begin() as conn:
+                for doc, info, writer in written:
+                    published = await self._store_document(
+                        conn, record, ids[id(doc)], doc, info, now, set_id, sub, result
+                    )
+                    result.documents.append(published)
+                    if writer is not None and info is not None:
+                        if published.created and await self._content_is_ours(conn, rid, info):
+                            writer.commit()
+                        else:
+                            writer.abort()
+                if sub.submission_set and set_id:
+                    await self._store_submission_set(conn, record, set_id, sub, result, now)
+                if self.actor.kind is ActorKind.PROFESSIONAL:
+                    await insert_ignore(
+                        conn,
+                        record_professionals,
+                        {
+                            "record_id": rid,
+                            "professional_id": self.actor.id,
+                            "relation": Relation.FED.value,
+                            "first_at": now,
+                        },
+                    )
+        except IntegrityError:
+            raise Conflict(
+                "a document with the same uniqueId was stored at the same time; send again"
+            ) from None
+        return result
+
+    async def _content_is_ours(self, conn: AsyncConnection, rid: str, info: BlobInfo) -> bool:
+        inserted = await insert_ignore(
+            conn,
+            contents,
+            {
+                "record_id": rid,
+                "sha256": info.sha256,
+                "blob_id": info.blob_id,
+                "size": info.size,
+                "sha1": info.sha1,
+                "created_at": utcnow(),
+            },
+        )
+        return inserted
+
+    async def _store_document(
+        self,
+        conn: AsyncConnection,
+        record: Record,
+        doc_id: str,
+        doc: NewDocument,
+        info: BlobInfo | None,
+        now: datetime,
+        set_id: str | None,
+        sub: Submission,
+        result: PublishResult,
+    ) -> PublishedDocument:
+        rid = record.record_id
+        entry = doc.entry
+        # content facts
+        if info is not None:
+            sha256, size, sha1 = info.sha256, info.size, info.sha1
+            binary_id = doc_id
+            content_type = entry.content_type or doc.data_content_type or "application/octet-stream"
+        elif doc.binary_id:
+            staged = await self._staged_binary(conn, rid, doc.binary_id)
+            sha256, size, sha1, content_type = staged
+            if entry.size is not None and entry.size != size:
+                raise UnprocessableEntity(
+                    f"Binary/{doc.binary_id} has {size} bytes but attachment.size says {entry.size}",
+                    expression="DocumentReference.content.attachment.size",
+                )
+            if entry.hash_sha1 is not None and entry.hash_sha1 != sha1:
+                raise UnprocessableEntity(
+                    f"Binary/{doc.binary_id}'s SHA-1 contradicts attachment.hash",
+                    expression="DocumentReference.content.attachment.hash",
+                )
+            binary_id = doc.binary_id
+        else:
+            raise UnprocessableEntity(
+                "the DocumentReference has no content: attachment.url must name a Binary of the "
+                "bundle or an uploaded Binary, or attachment.data must carry it",
+                expression="DocumentReference.content.attachment.url",
+            )
+        # idempotency: same uniqueId in this record
+        existing = (
+            await conn.execute(
+                select(documents).where(
+                    documents.c.record_id == rid, documents.c.unique_id == entry.unique_id
+                )
+            )
+        ).first()
+        if existing is not None:
+            prior = stored_from_row(existing)
+            if prior.sha256 != sha256:
+                raise Conflict(
+                    f"uniqueId {entry.unique_id} is already used by DocumentReference/"
+                    f"{prior.doc_id} with other content (XDSDuplicateUniqueIdInRegistry)",
+                )
+            await self.trace(
+                conn,
+                Action.DOCUMENT_CREATE,
+                rid,
+                outcome="allow",
+                doc_id=prior.doc_id,
+                detail="duplicate uniqueId: already stored",
+            )
+            return PublishedDocument(
+                doc.key,
+                prior.doc_id,
+                prior.version_id,
+                False,
+                prior.last_updated,
+                prior.binary_id,
+                doc.binary_key,
+            )
+        # replacement
+        replaces_id: str | None = None
+        if entry.replaces:
+            replaces_id = await self._supersede(conn, record, entry.replaces, now, result)
+        if info is not None:
+            await conn.execute(
+                binaries.insert().values(
+                    record_id=rid,
+                    binary_id=binary_id,
+                    sha256=sha256,
+                    content_type=content_type,
+                    created_by=self.actor.id,
+                    created_at=now,
+                )
+            )
+        resource = self._render_document(doc, rid, doc_id, binary_id, size, sha1, now, replaces_id)
+        labels = " " + " ".join(entry.confidentiality) + " "
+        await conn.execute(
+            documents.insert().values(
+                record_id=rid,
+                doc_id=doc_id,
+                unique_id=entry.unique_id,
+                version_id=1,
+                status="current",
+                archived=False,
+                class_code=entry.class_code,
+                type_system=entry.type_system,
+                type_code=entry.type_code,
+                date=entry.date or entry.creation_time or now,
+                period_start=entry.service_start,
+                period_end=entry.service_stop,
+                facility_code=entry.facility_code,
+                setting_code=entry.setting_code,
+                format_code=entry.format_code,
+                content_type=content_type,
+                security_labels=labels,
+                author_id=self._author_key(entry),
+                submission_set_id=set_id,
+                replaces_id=replaces_id,
+                binary_id=binary_id,
+                sha256=sha256,
+                size=size,
+                created_at=now,
+                last_updated=now,
+                resource=resource,
+            )
+        )
+        await conn.execute(
+            document_history.insert().values(
+                record_id=rid, doc_id=doc_id, version_id=1, last_updated=now, resource=resource
+            )
+        )
+        seen: set[tuple[str, str]] = set()
+        for system, value in entry.author_ids:
+            if (system, value) not in seen:
+                seen.add((system, value))
+                await conn.execute(
+                    document_authors.insert().values(
+                        record_id=rid, doc_id=doc_id, system=system, value=value
+                    )
+                )
+        await self.trace(
+            conn,
+            Action.DOCUMENT_CREATE,
+            rid,
+            outcome="allow",
+            doc_id=doc_id,
+            detail=f"replaces {replaces_id}" if replaces_id else None,
+        )
+        return PublishedDocument(doc.key, doc_id, 1, True, now, binary_id, doc.binary_key)
+
+    def _render_document(
+        self,
+        doc: NewDocument,
+        rid: str,
+        doc_id: str,
+        binary_id: str,
+        size: int,
+        sha1: bytes,
+        now: datetime,
+        replaces_id: str | None,
+    ) -> bytes:
+        out = dict(doc.resource)
+        out["id"] = doc_id
+        meta = dict(out.get("meta") or {})
+        meta["versionId"] = "1"
+        meta["lastUpdated"] = iso(now)
+        out["meta"] = meta
+        out["status"] = "current"
+        subject: dict[str, Any] = {"reference": f"Patient/{rid}"}
+        out["subject"] = subject
+        content = [dict(c) for c in out.get("content") or []]
+        if content:
+            att = dict(content[0].get("attachment") or {})
+            att.pop("data", None)
+            att["url"] = f"{self.base_url}/Binary/{binary_id}"
+            att["size"] = size
+            att["hash"] = base64.b64encode(sha1).decode()
+            content[0]["attachment"] = att
+            out["content"] = content
+        if replaces_id:
+            out["relatesTo"] = [
+                {"code": "replaces", "target": {"reference": f"DocumentReference/{replaces_id}"}}
+                if (isinstance(r, dict) and r.get("code") == "replaces")
+                else r
+                for r in out.get("relatesTo") or []
+            ]
+        return orjson.dumps(out)
+
+    async def _staged_binary(
+        self, conn: AsyncConnection, rid: str, binary_id: str
+    ) -> tuple[str, int, bytes, str]:
+        row = (
+            await conn.execute(
+                select(
+                    binaries.c.sha256,
+                    contents.c.size,
+                    contents.c.sha1,
+                    binaries.c.content_type,
+                    binaries.c.created_by,
+                )
+                .join(
+                    contents,
+                    and_(
+                        contents.c.record_id == binaries.c.record_id,
+                        contents.c.sha256 == binaries.c.sha256,
+                    ),
+                )
+                .where(binaries.c.record_id == rid, binaries.c.binary_id == binary_id)
+            )
+        ).first()
+        if row is None or row[4] != self.actor.id:
+            raise UnprocessableEntity(
+                f"Binary/{binary_id} is not a Binary you uploaded for this patient",
+                expression="DocumentReference.content.attachment.url",
+            )
+        return row[0], row[1], bytes(row[2]), row[3]
+
+    async def _supersede(
+        self,
+        conn: AsyncConnection,
+        record: Record,
+        target_id: str,
+        now: datetime,
+        result: PublishResult,
+    ) -> str:
+        rid = record.record_id
+        row = (
+            await conn.execute(
+                select(documents).where(
+                    documents.c.record_id == rid, documents.c.doc_id == target_id
+                )
+            )
+        ).first()
+        if row is None:
+            raise UnprocessableEntity(
+                f"relatesTo.replaces names DocumentReference/{target_id}, which is not a document "
+                "of this patient's record",
+                expression="DocumentReference.relatesTo",
+            )
+        target = stored_from_row(row)
+        facts = await self._facts(conn, record)
+        decision = self.decide(Action.DOCUMENT_REPLACE, facts, target.facts)
+        if not decision:
+            await self.trace(conn, Action.DOCUMENT_REPLACE, rid, decision, doc_id=target_id)
+            raise Forbidden(f"DocumentReference/{target_id}: {decision.reason}")
+        if target.status != "current":
+            raise Conflict(
+                f"DocumentReference/{target_id} is {target.status}: only a current document "
+                "can be replaced"
+            )
+        version = target.version_id + 1
+        body = orjson.loads(target.resource)
+        body["status"] = "superseded"
+        body["meta"] = {**body.get("meta", {}), "versionId": str(version), "lastUpdated": iso(now)}
+        resource = orjson.dumps(body)
+        await conn.execute(
+            update(documents)
+            .where(documents.c.record_id == rid, documents.c.doc_id == target_id)
+            .values(status="superseded", version_id=version, last_updated=now, resource=resource)
+        )
+        await conn.execute(
+            document_history.insert().values(
+                record_id=rid,
+                doc_id=target_id,
+                version_id=version,
+                last_updated=now,
+                resource=resource,
+            )
+        )
+        await self.trace(conn, Action.DOCUMENT_REPLACE, rid, decision, doc_id=target_id)
+        result.replaced.append((target_id, version))
+        return target_id
+
+    async def _store_submission_set(
+        self,
+        conn: AsyncConnection,
+        record: Record,
+        set_id: str,
+        sub: Submission,
+        result: PublishResult,
+        now: datetime,
+    ) -> None:
+        ss = sub.submission_set
+        assert ss is not None
+        mapping = {d.key: f"DocumentReference/{d.doc_id}" for d in result.documents}
+        body = dict(ss.resource)
+        body["id"] = set_id
+        body["meta"] = {**(body.get("meta") or {}), "versionId": "1", "lastUpdated": iso(now)}
+        body["subject"] = {"reference": f"Patient/{record.record_id}"}
+        entries = []
+        for item in body.get("entry") or []:
+            if isinstance(item, dict) and isinstance(item.get("item"), dict):
+                ref = item["item"].get("reference")
+                if ref in mapping:
+                    item = {**item, "item": {"reference": mapping[ref]}}
+            entries.append(item)
+        if not entries:  # a set made by carnet (ITI-105) lists what it carried
+            entries = [{"item": {"reference": ref}} for ref in mapping.values()]
+        body["entry"] = entries
+        existing = (
+            await conn.execute(
+                select(submission_sets.c.set_id).where(
+                    submission_sets.c.record_id == record.record_id,
+                    submission_sets.c.unique_id == ss.unique_id,
+                )
+            )
+        ).first()
+        if existing is not None:
+            if any(d.created for d in result.documents):
+                raise Conflict(
+                    f"submission set uniqueId {ss.unique_id} was already used for other documents"
+                )
+            result.set_id = existing[0]
+            return
+        await conn.execute(
+            submission_sets.insert().values(
+                record_id=record.record_id,
+                set_id=set_id,
+                unique_id=ss.unique_id,
+                source_id=ss.source_id,
+                submission_time=ss.submission_time,
+                author_id=ss.author_id,
+                created_at=now,
+                resource=orjson.dumps(body),
+            )
+        )
+
+    # -- raw Binary upload ---------------------------------------------------------------------
+    async def create_binary(
+        self, record_id: str, content_type: str, chunks: Any
+    ) -> tuple[str, int]:
+        """Stream raw content into the store for a later DocumentReference (FHIR Binary create
+        with X-Security-Context). Returns (binary id, size)."""
+        async with self.services.engine.connect() as conn:
+            record, facts = await self._load_record(conn, record_id)
+        decision = self.decide(Action.DOCUMENT_CREATE, facts)
+        if record is None or not decision:
+            raise await self.deny(
+                Action.DOCUMENT_CREATE, record_id if record else None, decision, hide=record is None
+            )
+        key = await self._record_key(record_id)
+        writer = self.services.content.writer(record_id, key)
+        limit = self.settings.max_upload_bytes
+        try:
+            async for chunk in chunks:
+                if writer.size + len(chunk) > limit:
+                    from carnet.errors import PayloadTooLarge
+
+                    raise PayloadTooLarge(f"content exceeds the {limit}-byte limit")
+                await asyncio.to_thread(writer.write, chunk) if len(
+                    chunk
+                ) > LARGE else writer.write(chunk)
+            info = await asyncio.to_thread(writer.finish)
+            binary_id = f"{record_id}-{new_id()[:20]}"
+            now = utcnow()
+            async with self.services.engine.begin() as conn:
+                ours = await self._content_is_ours(conn, record_id, info)
+                await conn.execute(
+                    binaries.insert().values(
+                        record_id=record_id,
+                        binary_id=binary_id,
+                        sha256=info.sha256,
+                        content_type=content_type,
+                        created_by=self.actor.id,
+                        created_at=now,
+                    )
+                )
+                await self.trace(
+                    conn,
+                    "binary.create",
+                    record_id,
+                    decision,
+                    detail=f"Binary/{binary_id} {info.size} bytes",
+                )
+            if ours:
+                writer.commit()
+            else:
+                writer.abort()
+            return binary_id, info.size
+        except BaseException:
+            writer.abort()
+            raise
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def read_document(self, doc_id: str, version: int | None = None) -> StoredDocument:
+        async with self.services.engine.begin() as conn:
+            doc, record, facts = await self._load_document(conn, doc_id)
+            if doc is None or record is None:
+                raise NotFound(NOT_FOUND)
+            decision = self.decide(Action.DOCUMENT_READ, facts, doc.facts)
+            if not decision:
+                await self.trace(
+                    conn, Action.DOCUMENT_READ, record.record_id, decision, doc_id=doc_id
+                )
+                if decision.rule == "document-deleted" and self.decide(Action.RECORD_READ, facts):
+                    raise Gone(f"DocumentReference/{doc_id} was deleted")
+                raise NotFound(NOT_FOUND)
+            if version is not None and version != doc.version_id:
+                row = (
+                    await conn.execute(
+                        select(document_history.c.resource, document_history.c.last_updated).where(
+                            document_history.c.record_id == doc.record_id,
+                            document_history.c.doc_id == doc_id,
+                            document_history.c.version_id == version,
+                        )
+                    )
+                ).first()
+                if row is None:
+                    raise NotFound(f"DocumentReference/{doc_id} has no version {version}")
+                doc = StoredDocument(
+                    **{
+                        **_asdict(doc),
+                        "version_id": version,
+                        "resource": bytes(row[0]),
+                        "last_updated": row[1],
+                    }
+                )
+            await self.trace(conn, Action.DOCUMENT_READ, record.record_id, decision, doc_id=doc_id)
+            return doc
+
+    async def document_history(self, doc_id: str) -> list[tuple[int, datetime, bytes]]:
+        doc = await self.read_document(doc_id)
+        async with self.services.engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    document_history.c.version_id,
+                    document_history.c.last_updated,
+                    document_history.c.resource,
+                )
+                .where(
+                    document_history.c.record_id == doc.record_id,
+                    document_history.c.doc_id == doc_id,
+                )
+                .order_by(document_history.c.version_id.desc())
+            )
+            return [(r[0], r[1], bytes(r[2])) for r in rows]
+
+    async def open_content(self, binary_id: str) -> ContentHandle:
+        """Access-checked handle on a Binary's content (ITI-68)."""
+        rid = record_id_of(binary_id)
+        async with self.services.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        binaries.c.sha256,
+                        binaries.c.content_type,
+                        binaries.c.created_by,
+                        contents.c.blob_id,
+                        contents.c.size,
+                        contents.c.sha1,
+                    )
+                    .join(
+                        contents,
+                        and_(
+                            contents.c.record_id == binaries.c.record_id,
+                            contents.c.sha256 == binaries.c.sha256,
+                        ),
+                    )
+                    .where(binaries.c.record_id == rid, binaries.c.binary_id == binary_id)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(NOT_FOUND)
+            record, facts = await self._load_record(conn, rid)
+            doc_rows = (
+                await conn.execute(
+                    select(documents).where(
+                        documents.c.record_id == rid, documents.c.binary_id == binary_id
+                    )
+                )
+            ).all()
+            decision = None
+            allowed_doc: StoredDocument | None = None
+            for dr in doc_rows:
+                doc = stored_from_row(dr)
+                decision = self.decide(Action.DOCUMENT_READ, facts, doc.facts)
+                if decision:
+                    allowed_doc = doc
+                    break
+            if allowed_doc is None:
+                staged_by_me = not doc_rows and row[2] == self.actor.id
+                upload_decision = self.decide(Action.DOCUMENT_CREATE, facts)
+                if not (staged_by_me and upload_decision):
+                    if decision is not None:
+                        await self.trace(
+                            conn, Action.DOCUMENT_READ, rid, decision, detail=f"Binary/{binary_id}"
+                        )
+                    raise NotFound(NOT_FOUND)
+                decision = upload_decision
+            await self.trace(
+                conn,
+                Action.DOCUMENT_READ,
+                rid,
+                decision,
+                doc_id=allowed_doc.doc_id if allowed_doc else None,
+                detail=f"content Binary/{binary_id}",
+            )
+            key = await self.services.keys.key_for(conn, rid)
+        return ContentHandle(rid, row[3], key, row[4], bytes(row[5]), row[0], row[1], row[0][:32])
+
+    # -- metadata update -----------------------------------------------------------------------
+    async def update_document(
+        self, doc_id: str, resource: dict[str, Any], if_match: int | None
+    ) -> StoredDocument:
+        """Change a document's status or security labels (TD3.3): author only."""
+        async with self.services.engine.begin() as conn:
+            doc, record, facts = await self._load_document(conn, doc_id)
+            if (
+                doc is None
+                or record is None
+                or not self.decide(Action.DOCUMENT_READ, facts, doc.facts)
+            ):
+                raise NotFound(NOT_FOUND)
+            decision = self.decide(Action.DOCUMENT_UPDATE, facts, doc.facts)
+            if not decision:
+                await self.trace(
+                    conn, Action.DOCUMENT_UPDATE, record.record_id, decision, doc_id=doc_id
+                )
+                raise Forbidden(f"not allowed: {decision.reason}")
+            if if_match is not None and if_match != doc.version_id:
+                raise PreconditionFailed(
+                    f"DocumentReference/{doc_id} is at version {doc.version_id}, not {if_match}"
+                )
+            stored = orjson.loads(doc.resource)
+            changed = {
+                k
+                for k in set(stored) | set(resource)
+                if k not in ("meta", "status", "securityLabel", "id", "text")
+                and stored.get(k) != resource.get(k)
+            }
+            if changed:
+                raise UnprocessableEntity(
+                    "only status and securityLabel may change on a stored document; to change "
+                    f"{', '.join(sorted(changed))}, replace it (ITI-65 with relatesTo)",
+                    expression=f"DocumentReference.{sorted(changed)[0]}",
+                )
+            status = resource.get("status")
+            if status not in ("current", "superseded", "entered-in-error"):
+                raise InvalidInput(
+                    "status must be current, superseded or entered-in-error",
+                    expression="DocumentReference.status",
+                )
+            entry = entry_from_docref({**resource, "content": stored.get("content")})
+            DocumentEntry(confidentiality=entry.confidentiality)  # codes checked below
+            from carnet.domain.documents import CONFIDENTIALITY_CODES
+
+            unknown = [c for c in entry.confidentiality if c not in CONFIDENTIALITY_CODES]
+            if unknown:
+                raise UnprocessableEntity(
+                    f"unknown confidentiality codes {', '.join(unknown)}",
+                    expression="DocumentReference.securityLabel",
+                )
+            now = utcnow()
+            version = doc.version_id + 1
+            stored["status"] = status
+            if resource.get("securityLabel") is not None:
+                stored["securityLabel"] = resource["securityLabel"]
+            else:
+                stored.pop("securityLabel", None)
+            stored["meta"] = {
+                **stored.get("meta", {}),
+                "versionId": str(version),
+                "lastUpdated": iso(now),
+            }
+            body = orjson.dumps(stored)
+            res = await conn.execute(
+                update(documents)
+                .where(
+                    documents.c.record_id == doc.record_id,
+                    documents.c.doc_id == doc_id,
+                    documents.c.version_id == doc.version_id,
+                )
+                .values(
+                    status=status,
+                    version_id=version,
+                    last_updated=now,
+                    resource=body,
+                    security_labels=" " + " ".join(entry.confidentiality) + " ",
+                )
+            )
+            if res.rowcount != 1:
+                raise PreconditionFailed(f"DocumentReference/{doc_id} changed meanwhile")
+            await conn.execute(
+                document_history.insert().values(
+                    record_id=doc.record_id,
+                    doc_id=doc_id,
+                    version_id=version,
+                    last_updated=now,
+                    resource=body,
+                )
+            )
+            await self.trace(
+                conn,
+                Action.DOCUMENT_UPDATE,
+                doc.record_id,
+                decision,
+                doc_id=doc_id,
+                detail=f"status={status}",
+            )
+            return StoredDocument(
+                **{
+                    **_asdict(doc),
+                    "version_id": version,
+                    "status": status,
+                    "last_updated": now,
+                    "resource": body,
+                }
+            )
+
+    # -- search --------------------------------------------------------------------------------
+    def _reachable_records(self) -> Any:
+        """The records whose documents this actor may be shown (SQL), before per-row decisions."""
+        if self.actor.kind is ActorKind.PATIENT:
+            return select(records.c.record_id).where(
+                records.c.ins_value == (self.actor.ins or ""),
+                records.c.state != RecordState.DESTROYED.value,
+            )
+        if self.actor.kind is ActorKind.PROFESSIONAL:
+            return (
+                select(record_professionals.c.record_id)
+                .where(record_professionals.c.professional_id == self.actor.id)
+                .join(records, records.c.record_id == record_professionals.c.record_id)
+                .where(records.c.state == RecordState.ACTIVE.value)
+            )
+        return select(records.c.record_id).where(records.c.record_id == "")
+
+    async def search_documents(self, criteria: DocumentCriteria) -> Page:
+        conds = document_conditions(criteria)
+        conds.append(documents.c.record_id.in_(self._reachable_records()))
+        conds.append(documents.c.status != "entered-in-error")
+        order = (
+            (documents.c.date.desc(), documents.c.doc_id.desc())
+            if criteria.sort_desc
+            else (documents.c.date.asc(), documents.c.doc_id.asc())
+        )
+        page_conds = list(conds)
+        if criteria.cursor:
+            cdate, cid = criteria.cursor
+            from sqlalchemy import or_
+
+            if criteria.sort_desc:
+                page_conds.append(
+                    or_(
+                        documents.c.date < cdate,
+                        and_(documents.c.date == cdate, documents.c.doc_id < cid),
+                    )
+                )
+            else:
+                page_conds.append(
+                    or_(
+                        documents.c.date > cdate,
+                        and_(documents.c.date == cdate, documents.c.doc_id > cid),
+                    )
+                )
+        async with self.services.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(documents).where(*page_conds).order_by(*order).limit(criteria.count + 1)
+                )
+            ).all()
+            total = (
+                await conn.execute(select(func.count()).select_from(documents).where(*conds))
+            ).scalar_one()
+            items: list[StoredDocument] = []
+            facts_cache: dict[str, RecordFacts | None] = {}
+            records_seen: dict[str, Record] = {}
+            traces: list[tuple[str, Any, str]] = []
+            for row in rows[: criteria.count]:
+                doc = stored_from_row(row)
+                if doc.record_id not in facts_cache:
+                    record, facts = await self._load_record(conn, doc.record_id)
+                    facts_cache[doc.record_id] = facts
+                    if record:
+                        records_seen[doc.record_id] = record
+                decision = self.decide(Action.DOCUMENT_READ, facts_cache[doc.record_id], doc.facts)
+                if decision:  # the SQL filter is the policy; this is the guard
+                    items.append(doc)
+                traces.append((doc.record_id, decision, doc.doc_id))
+            by_record: dict[str, list[str]] = {}
+            for rid, decision, did in traces:
+                if decision:
+                    by_record.setdefault(rid, []).append(did)
+                else:
+                    await self.trace(conn, "document.search", rid, decision, doc_id=did)
+            for rid, dids in by_record.items():
+                await self.trace(
+                    conn,
+                    "document.search",
+                    rid,
+                    outcome="allow",
+                    detail="returned " + " ".join(dids),
+                )
+            included: list[Record] = []
+            if criteria.include_subject:
+                for rid, record in records_seen.items():
+                    if rid in by_record and self.decide(Action.RECORD_READ, facts_cache[rid]):
+                        included.append(record)
+        more = len(rows) > criteria.count
+        last = items[-1] if items else None
+        next_cursor = (last.date, last.doc_id) if more and last and last.date else None
+        return Page(items, int(total), next_cursor, included)
+
+    async def search_lists(self, criteria: ListCriteria) -> tuple[list[bytes], int, Any]:
+        conds = list_conditions(criteria)
+        conds.append(submission_sets.c.record_id.in_(self._reachable_records()))
+        page_conds = list(conds)
+        if criteria.cursor:
+            from sqlalchemy import or_
+
+            cdate, cid = criteria.cursor
+            page_conds.append(
+                or_(
+                    submission_sets.c.submission_time < cdate,
+                    and_(
+                        submission_sets.c.submission_time == cdate, submission_sets.c.set_id < cid
+                    ),
+                )
+            )
+        async with self.services.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(submission_sets)
+                    .where(*page_conds)
+                    .order_by(
+                        submission_sets.c.submission_time.desc(), submission_sets.c.set_id.desc()
+                    )
+                    .limit(criteria.count + 1)
+                )
+            ).all()
+            total = (
+                await conn.execute(select(func.count()).select_from(submission_sets).where(*conds))
+            ).scalar_one()
+            out: list[bytes] = []
+            rids: set[str] = set()
+            for row in rows[: criteria.count]:
+                rid = row._mapping["record_id"]
+                record, facts = await self._load_record(conn, rid)
+                if self.decide(Action.DOCUMENT_READ, facts):
+                    out.append(bytes(row._mapping["resource"]))
+                    rids.add(rid)
+            for rid in rids:
+                await self.trace(conn, "list.search", rid, outcome="allow")
+        nxt = None
+        if len(rows) > criteria.count:
+            m = rows[criteria.count - 1]._mapping
+            nxt = (m["submission_time"], m["set_id"])
+        return out, int(total), nxt
+
+
+def _asdict(doc: StoredDocument) -> dict[str, Any]:
+    return {f: getattr(doc, f) for f in StoredDocument.__slots__}
+
+
+__all__ = ["RPPS_SYSTEM", "ContentHandle", "DocumentOps", "Page", "StoredDocument"]

@@ -1,0 +1,13 @@
+"""The access-scoped service (architecture.md "one choke point: decide, then trace").
+
+Interfaces build one :class:`Scope` per request from the verified actor and call nothing else
+to reach records and documents.
+"""
+
+from __future__ import annotations
+
+from carnet.access.documents import DocumentOps
+
+
+class Scope(DocumentOps):
+    """Every operation on records and documents for one actor."""

@@ -1,0 +1,92 @@
+"""create_app(settings): the ASGI application with every interface mounted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from carnet import __version__
+from carnet.auth.dev_issuer import DevIssuer
+from carnet.auth.routes import dev_token_router
+from carnet.auth.tokens import TokenVerifier
+from carnet.errors import CarnetError
+from carnet.fhir.outcome import error_response, outcome_response
+from carnet.fhir.routes import fhir_router
+from carnet.services import Services
+from carnet.settings import Settings
+
+log = logging.getLogger("carnet")
+
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    dev_issuer = (
+        DevIssuer.load_or_create(settings.data_dir, settings.audience, settings.token_ttl_seconds)
+        if settings.dev_issuer
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        app.state.verifier = TokenVerifier(settings, dev_issuer)
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="carnet",
+        version=__version__,
+        description="Host for the French shared medical record (DMP): FHIR R4 / IHE MHD (PDSm).",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+
+    @app.exception_handler(CarnetError)
+    async def carnet_error(_request: Request, exc: CarnetError) -> Response:
+        if exc.status >= 500:
+            log.error("server error: %s", exc.message)
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/fhir"):
+            code = _HTTP_CODES.get(exc.status_code, "processing")
+            detail = str(exc.detail)
+            if exc.status_code == 404:
+                detail = f"no FHIR interaction at {request.method} {request.url.path}"
+            elif exc.status_code == 405:
+                detail = f"{request.method} is not supported on {request.url.path}"
+            return outcome_response(exc.status_code, code, detail)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        return outcome_response(400, "invalid", f"invalid request: {exc.errors()[:3]}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return outcome_response(500, "exception", "internal error; it was logged")
+
+    app.include_router(fhir_router())
+    if dev_issuer is not None:
+        app.include_router(dev_token_router(dev_issuer))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

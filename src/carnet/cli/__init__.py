@@ -1,0 +1,1 @@
+"""The ``carnet`` command: one module per command group."""

@@ -1,0 +1,1 @@
+"""Domain services and models: records, documents, consents, traces."""

@@ -1,0 +1,74 @@
+"""Bundles assembled from stored JSON without re-serialising it (limits.md: serialisation
+through models costs 0.35 ms a resource)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import orjson
+from starlette.datastructures import QueryParams
+
+from carnet.domain.clock import iso, utcnow
+
+
+def _entry(full_url: str, resource: bytes, mode: str | None = None) -> bytes:
+    head = b'{"fullUrl":' + orjson.dumps(full_url) + b',"resource":' + resource
+    if mode:
+        head += b',"search":{"mode":"' + mode.encode() + b'"}'
+    return head + b"}"
+
+
+def searchset(
+    *,
+    self_url: str,
+    next_url: str | None,
+    total: int,
+    matches: list[tuple[str, bytes]],
+    includes: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+) -> bytes:
+    links = [{"relation": "self", "url": self_url}]
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    head = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "meta": {"lastUpdated": iso(utcnow())},
+        "total": total,
+        "link": links,
+    }
+    entries = [_entry(u, r, "match") for u, r in matches]
+    entries += [_entry(u, r, "include") for u, r in includes]
+    body = orjson.dumps(head)[:-1]
+    return body + b',"entry":[' + b",".join(entries) + b"]}"
+
+
+def history(self_url: str, entries: list[tuple[str, bytes, str, str]]) -> bytes:
+    """entries: (fullUrl, resource, lastUpdated, method)."""
+    head = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": len(entries),
+        "link": [{"relation": "self", "url": self_url}],
+    }
+    parts = []
+    for full_url, resource, last_updated, method in entries:
+        parts.append(
+            b'{"fullUrl":'
+            + orjson.dumps(full_url)
+            + b',"resource":'
+            + resource
+            + b',"request":'
+            + orjson.dumps({"method": method, "url": full_url.split("/fhir/", 1)[-1]})
+            + b',"response":'
+            + orjson.dumps({"status": "200", "lastModified": last_updated})
+            + b"}"
+        )
+    return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
+
+
+def page_url(base: str, params: QueryParams, cursor: str | None) -> str:
+    items = [(k, v) for k, v in params.multi_items() if k != "_cursor"]
+    if cursor:
+        items.append(("_cursor", cursor))
+    query = urlencode(items)
+    return f"{base}?{query}" if query else base

@@ -1,0 +1,44 @@
+"""Per-request context for FHIR handlers: the verified actor and its access scope."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from carnet.access.scoped import Scope
+from carnet.domain.actors import Actor
+from carnet.errors import NotAuthenticated
+from carnet.services import Services
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def base_url(request: Request) -> str:
+    configured = services_of(request).settings.base_url
+    if configured:
+        return configured.rstrip("/") + "/fhir"
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+async def actor_of(request: Request) -> Actor:
+    cached = getattr(request.state, "actor", None)
+    if isinstance(cached, Actor):
+        return cached
+    header = request.headers.get("authorization")
+    if not header:
+        raise NotAuthenticated("a bearer token is required (Authorization: Bearer …)")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
+    actor = await request.app.state.verifier.verify(token.strip())
+    if not isinstance(actor, Actor):  # pragma: no cover - verifier contract
+        raise NotAuthenticated("token did not identify an actor")
+    request.state.actor = actor
+    return actor
+
+
+async def scope_of(request: Request) -> Scope:
+    actor = await actor_of(request)
+    return Scope(services_of(request), actor, base_url(request))

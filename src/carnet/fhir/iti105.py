@@ -1,0 +1,87 @@
+"""POST /fhir/DocumentReference: IHE MHD ITI-105 Simplified Publish
+(https://profiles.ihe.net/ITI/MHD/ITI-105.html; ANS PDSm "pdsm-simplified-publish"), with the
+content inline in ``attachment.data``. carnet makes the submission set.
+
+Conditional create (FHIR R4 http://hl7.org/fhir/R4/http.html#ccreate): with
+``If-None-Exist: identifier=<system>|<uniqueId>``, a document already stored with that
+masterIdentifier is answered (200) instead of stored again. Without the header, sending the
+same uniqueId twice still makes one document.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.access.publish_model import NewDocument, Submission
+from carnet.domain.search import DocumentCriteria, Token
+from carnet.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
+from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.docref_resource import entry_from_docref
+from carnet.fhir.submission import decode_data, implicit_submission_set, subject_ref
+from carnet.fhir.validation import validate
+from carnet.fhir.wire import etag, fhir_response, read_resource
+
+
+async def simplified_publish(request: Request) -> Response:
+    scope = await scope_of(request)
+    settings = services_of(request).settings
+    resource = await read_resource(request, settings.max_upload_bytes, "DocumentReference")
+    validate(resource)
+    condition = request.headers.get("if-none-exist")
+    if condition:
+        pairs = parse_qsl(condition)
+        if len(pairs) != 1 or pairs[0][0] != "identifier":
+            raise InvalidInput(
+                "If-None-Exist must be identifier=<system>|<value> (the masterIdentifier)",
+                expression="If-None-Exist",
+            )
+        system, _, value = pairs[0][1].rpartition("|")
+        page = await scope.search_documents(
+            DocumentCriteria(identifier=[[Token(system or None, value)]], count=2)
+        )
+        if len(page.items) > 1:
+            raise PreconditionFailed("If-None-Exist matches more than one document")
+        if page.items:
+            doc = page.items[0]
+            return fhir_response(doc.resource, headers={"ETag": etag(doc.version_id)})
+    subject = subject_ref(
+        resource.get("subject"), "DocumentReference.subject", allow_test=settings.allow_test_ins
+    )
+    entry = entry_from_docref(resource)
+    if subject.ins_value:
+        entry.patient_system = f"urn:oid:{subject.ins_system}"
+        entry.patient_value = subject.ins_value
+    else:
+        entry.patient_value = subject.record_id
+    att = ((resource.get("content") or [{}])[0] or {}).get("attachment") or {}
+    doc = NewDocument(key="DocumentReference", resource=resource, entry=entry)
+    if att.get("data") is not None:
+        doc.data = decode_data(att["data"], "DocumentReference.content[0].attachment.data")
+    elif isinstance(att.get("url"), str) and "Binary/" in att["url"]:
+        doc.binary_id = att["url"].rsplit("Binary/", 1)[1].split("/", 1)[0]
+    else:
+        raise UnprocessableEntity(
+            "ITI-105 carries the content in content[0].attachment.data (or names an uploaded "
+            "Binary in attachment.url)",
+            expression="DocumentReference.content[0].attachment",
+        )
+    result = await scope.publish(
+        Submission(
+            subject=subject,
+            documents=[doc],
+            submission_set=implicit_submission_set(scope.actor.id, scope.actor.structure),
+        )
+    )
+    published = result.documents[0]
+    stored = await scope.read_document(published.doc_id)
+    location = (
+        f"{base_url(request)}/DocumentReference/{published.doc_id}/_history/{published.version_id}"
+    )
+    return fhir_response(
+        stored.resource,
+        status=201 if published.created else 200,
+        headers={"Location": location, "ETag": etag(published.version_id)},
+    )

@@ -1,0 +1,233 @@
+"""POST /fhir (transaction Bundle): IHE MHD ITI-65 Provide Document Bundle
+(https://profiles.ihe.net/ITI/MHD/ITI-65.html; ANS PDSm "pdsm-comprehensive-provide-document-bundle";
+DMP TD2.1 add, TD2.2 replace).
+
+The bundle holds one submission set (List), its DocumentReferences and their Binaries. It is
+stored all or nothing. A DocumentReference whose ``relatesTo`` says ``replaces`` supersedes the
+target (XDS RPLC); a PATCH entry that sets that same target's status to ``superseded`` (as the
+PDSm replacement example carries) is accepted as redundant, any other PATCH is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.access.publish_model import NewDocument, PublishResult, SubjectRef, Submission
+from carnet.domain.clock import iso
+from carnet.errors import InvalidInput, UnprocessableEntity
+from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.docref_resource import entry_from_docref
+from carnet.fhir.submission import decode_data, subject_ref, submission_set_from_list
+from carnet.fhir.validation import validate
+from carnet.fhir.wire import etag, fhir_response, read_resource
+
+
+def _patch_target(entry: dict[str, Any], index: int) -> str:
+    request = entry.get("request") or {}
+    url = str(request.get("url") or "")
+    resource = entry.get("resource") or {}
+    where = f"Bundle.entry[{index}]"
+    if resource.get("resourceType") != "Parameters" or not url.startswith("DocumentReference/"):
+        raise UnprocessableEntity(
+            f"{where}: only a FHIRPath Patch (Parameters) of a DocumentReference is accepted",
+            expression=where,
+        )
+    ops = resource.get("parameter") or []
+    for op in ops:
+        parts = {p.get("name"): p for p in op.get("part") or [] if isinstance(p, dict)}
+        if (
+            parts.get("type", {}).get("valueCode") != "replace"
+            or parts.get("path", {}).get("valueString") != "DocumentReference.status"
+            or parts.get("value", {}).get("valueCode") != "superseded"
+        ):
+            raise UnprocessableEntity(
+                f"{where}: the only PATCH accepted in ITI-65 sets DocumentReference.status to "
+                "superseded, next to the DocumentReference that replaces it",
+                expression=where,
+            )
+    return url.split("/", 1)[1].split("/", 1)[0]
+
+
+def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str) -> Submission:
+    if bundle.get("type") != "transaction":
+        raise InvalidInput(
+            f"ITI-65 needs a Bundle of type transaction, not {bundle.get('type')!r}",
+            expression="Bundle.type",
+        )
+    entries = bundle.get("entry")
+    if not isinstance(entries, list) or not entries:
+        raise InvalidInput("the transaction Bundle has no entry", expression="Bundle.entry")
+    lists: list[tuple[int, dict[str, Any], str]] = []
+    docrefs: list[tuple[int, dict[str, Any], str]] = []
+    binaries: dict[str, tuple[int, dict[str, Any]]] = {}
+    patches: list[str] = []
+    for index, entry in enumerate(entries):
+        where = f"Bundle.entry[{index}]"
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            raise InvalidInput(f"{where} has no resource", expression=where)
+        method = (entry.get("request") or {}).get("method")
+        rtype = resource.get("resourceType")
+        key = str(entry.get("fullUrl") or f"entry-{index}")
+        if method == "PATCH":
+            patches.append(_patch_target(entry, index))
+            continue
+        if method != "POST":
+            raise UnprocessableEntity(
+                f"{where}.request.method must be POST in ITI-65 (got {method!r})",
+                expression=f"{where}.request.method",
+            )
+        if rtype == "List":
+            lists.append((index, resource, key))
+        elif rtype == "DocumentReference":
+            docrefs.append((index, resource, key))
+        elif rtype == "Binary":
+            binaries[key] = (index, resource)
+        else:
+            raise UnprocessableEntity(
+                f"{where}: {rtype} is not part of an ITI-65 Provide Document Bundle "
+                "(List, DocumentReference, Binary)",
+                expression=f"{where}.resource.resourceType",
+            )
+    if len(lists) != 1:
+        raise UnprocessableEntity(
+            f"an ITI-65 bundle carries exactly one submission set (List), this one has {len(lists)}",
+            expression="Bundle.entry",
+        )
+    if not docrefs:
+        raise UnprocessableEntity(
+            "the bundle carries no DocumentReference", expression="Bundle.entry"
+        )
+    list_index, list_resource, list_key = lists[0]
+    subject = subject_ref(
+        list_resource.get("subject"),
+        f"Bundle.entry[{list_index}].resource.subject",
+        allow_test=allow_test,
+    )
+    submission_set = submission_set_from_list(list_resource, list_key, actor_id)
+    listed = {
+        (e.get("item") or {}).get("reference")
+        for e in list_resource.get("entry") or []
+        if isinstance(e, dict)
+    }
+    documents: list[NewDocument] = []
+    used_binaries: set[str] = set()
+    for index, resource, key in docrefs:
+        where = f"Bundle.entry[{index}].resource"
+        doc_subject = subject_ref(
+            resource.get("subject"), f"{where}.subject", allow_test=allow_test
+        )
+        if doc_subject != subject:
+            raise UnprocessableEntity(
+                f"{where}.subject names another patient than the submission set",
+                expression=f"{where}.subject",
+            )
+        if key not in listed:
+            raise UnprocessableEntity(
+                f"{where} ({key}) is not listed in the submission set's List.entry",
+                expression="List.entry",
+            )
+        entry = entry_from_docref(resource)
+        if subject.ins_value:
+            entry.patient_system = f"urn:oid:{subject.ins_system}"
+            entry.patient_value = subject.ins_value
+        else:
+            entry.patient_value = subject.record_id
+        doc = NewDocument(key=key, resource=resource, entry=entry)
+        att = ((resource.get("content") or [{}])[0] or {}).get("attachment") or {}
+        url = att.get("url")
+        if isinstance(url, str) and url in binaries:
+            b_index, binary = binaries[url]
+            doc.data = decode_data(binary.get("data"), f"Bundle.entry[{b_index}].resource.data")
+            doc.data_content_type = binary.get("contentType")
+            doc.binary_key = url
+            used_binaries.add(url)
+        elif att.get("data") is not None:
+            doc.data = decode_data(att.get("data"), f"{where}.content[0].attachment.data")
+        elif isinstance(url, str) and "Binary/" in url:
+            doc.binary_id = url.rsplit("Binary/", 1)[1].split("/", 1)[0]
+        else:
+            raise UnprocessableEntity(
+                f"{where}.content[0].attachment.url {url!r} names no Binary of this bundle",
+                expression=f"{where}.content[0].attachment.url",
+            )
+        documents.append(doc)
+    unused = set(binaries) - used_binaries
+    if unused:
+        raise UnprocessableEntity(
+            f"Binary entries {', '.join(sorted(unused))} are referenced by no DocumentReference",
+            expression="Bundle.entry",
+        )
+    replaced = {d.entry.replaces for d in documents if d.entry.replaces}
+    stray = [p for p in patches if p not in replaced]
+    if stray:
+        raise UnprocessableEntity(
+            "PATCH of DocumentReference/" + ", ".join(stray) + " without a DocumentReference "
+            "that replaces it (relatesTo.code = replaces)",
+            expression="Bundle.entry.request",
+        )
+    return Submission(
+        subject=subject,
+        documents=documents,
+        submission_set=submission_set,
+        superseded_by_patch=patches,
+    )
+
+
+def transaction_response(bundle: dict[str, Any], result: PublishResult, base: str) -> bytes:
+    by_key = {d.key: d for d in result.documents}
+    replaced = dict(result.replaced)
+    out = []
+    for index, entry in enumerate(bundle["entry"]):
+        key = str(entry.get("fullUrl") or f"entry-{index}")
+        rtype = (entry.get("resource") or {}).get("resourceType")
+        method = (entry.get("request") or {}).get("method")
+        response: dict[str, Any]
+        if method == "PATCH":
+            target = str(entry["request"]["url"]).split("/", 1)[1].split("/", 1)[0]
+            v = replaced.get(target, 1)
+            response = {
+                "status": "200 OK",
+                "location": f"{base}/DocumentReference/{target}/_history/{v}",
+                "etag": etag(v),
+            }
+        elif rtype == "List":
+            response = {
+                "status": "201 Created",
+                "location": f"{base}/List/{result.set_id}/_history/1",
+                "etag": etag(1),
+            }
+        elif rtype == "DocumentReference":
+            d = by_key[key]
+            response = {
+                "status": "201 Created" if d.created else "200 OK",
+                "location": f"{base}/DocumentReference/{d.doc_id}/_history/{d.version_id}",
+                "etag": etag(d.version_id),
+                "lastModified": iso(d.last_updated),
+            }
+        else:
+            d = next(d for d in result.documents if d.binary_key == key)
+            response = {
+                "status": "201 Created" if d.created else "200 OK",
+                "location": f"{base}/Binary/{d.binary_id}",
+            }
+        out.append({"fullUrl": key, "response": response})
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": out})
+
+
+async def provide_document_bundle(request: Request) -> Response:
+    scope = await scope_of(request)
+    settings = services_of(request).settings
+    bundle = await read_resource(request, settings.max_upload_bytes, "Bundle")
+    validate(bundle)
+    submission = build_submission(
+        bundle, allow_test=settings.allow_test_ins, actor_id=scope.actor.id
+    )
+    if submission.subject == SubjectRef():
+        raise UnprocessableEntity("no patient", expression="List.subject")
+    result = await scope.publish(submission)
+    return fhir_response(transaction_response(bundle, result, base_url(request)))

@@ -1,0 +1,45 @@
+"""POST /fhir/Patient: open a record (DMP TD1.1; FHIR R4 "create",
+http://hl7.org/fhir/R4/http.html#create), or record an objection to its creation.
+
+The patient's consent is taken from the request itself: who (the token's actor), which
+structure (the token's structure), when (now). Emergency consents that differ from the defaults
+ride on carnet's ``dmp-emergency-consents`` extension.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.fhir import extensions as X
+from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.outcome import operation_outcome
+from carnet.fhir.validation import validate
+from carnet.fhir.wire import etag, fhir_response, read_resource
+
+
+async def create_patient(request: Request) -> Response:
+    scope = await scope_of(request)
+    resource = await read_resource(
+        request, services_of(request).settings.max_upload_bytes, "Patient"
+    )
+    validate(resource)
+    objection = X.find_extension(resource.get("extension"), X.CREATION_OBJECTION)
+    if objection is not None and objection.get("valueBoolean") is True:
+        ins = await scope.record_objection(resource)
+        return fhir_response(
+            operation_outcome(
+                "information",
+                "informational",
+                f"objection to the creation of a record recorded for INS {ins.value}: "
+                "no record is created",
+            ),
+            status=200,
+        )
+    record = await scope.create_record(resource)
+    location = f"{base_url(request)}/Patient/{record.record_id}/_history/{record.version_id}"
+    return fhir_response(
+        record.resource,
+        status=201,
+        headers={"Location": location, "ETag": etag(record.version_id)},
+    )

@@ -1,0 +1,43 @@
+"""GET /fhir/Patient/{id}, /_history, /_history/{vid} (FHIR R4 read, vread, history;
+http://hl7.org/fhir/R4/http.html#read). DMP TD0.2 for the record's state."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.domain.clock import iso
+from carnet.errors import NotFound
+from carnet.fhir.bundles import history
+from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.wire import etag, fhir_response
+
+
+def _version(raw: str) -> int:
+    if not raw.isdigit():
+        raise NotFound(f"no version {raw!r}")
+    return int(raw)
+
+
+async def read_patient(request: Request) -> Response:
+    scope = await scope_of(request)
+    vid = request.path_params.get("vid")
+    record = await scope.read_record(
+        request.path_params["id"], _version(vid) if vid is not None else None
+    )
+    return fhir_response(
+        record.resource,
+        headers={"ETag": etag(record.version_id), "Last-Modified": iso(record.last_updated)},
+    )
+
+
+async def patient_history(request: Request) -> Response:
+    scope = await scope_of(request)
+    rid = request.path_params["id"]
+    versions = await scope.record_history(rid)
+    base = base_url(request)
+    entries = [
+        (f"{base}/Patient/{rid}/_history/{v}", body, updated, "POST" if v == 1 else "PUT")
+        for v, updated, body in versions
+    ]
+    return fhir_response(history(f"{base}/Patient/{rid}/_history", entries))

@@ -1,0 +1,48 @@
+"""GET /fhir/Patient?…: find a record (DMP TD0.2; FHIR R4 search,
+http://hl7.org/fhir/R4/patient.html#search). A professional who names a record by its exact INS
+learns its state (``dmp-record-status``) and their own access (``dmp-professional-access``),
+not the identity traits unless they may read the record."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.access.records import RecordCriteria
+from carnet.fhir.bundles import page_url, searchset
+from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.patient_resource import status_only
+from carnet.fhir.search_params import check_known, count, tokens
+from carnet.fhir.wire import fhir_response
+
+KNOWN = {"identifier", "family", "given", "birthdate", "_id"}
+
+
+async def search_patient(request: Request) -> Response:
+    scope = await scope_of(request)
+    params = request.query_params
+    check_known(params, KNOWN, "Patient")
+    count(params, scope.settings.page_size_default, scope.settings.page_size_max)
+    identifiers = [(t.system, t.code) for group in tokens(params, "identifier") for t in group]
+    criteria = RecordCriteria(
+        identifiers=identifiers,
+        family=params.getlist("family"),
+        given=params.getlist("given"),
+        birthdate=[b.removeprefix("eq") for b in params.getlist("birthdate")],
+        ids=[i for v in params.getlist("_id") for i in v.split(",")],
+    )
+    views = await scope.search_records(criteria)
+    base = base_url(request)
+    matches = []
+    for view in views:
+        body = view.record.resource if view.full else orjson.dumps(status_only(view.record, "none"))
+        matches.append((f"{base}/Patient/{view.record.record_id}", body))
+    return fhir_response(
+        searchset(
+            self_url=page_url(f"{base}/Patient", params, None),
+            next_url=None,
+            total=len(matches),
+            matches=matches,
+        )
+    )

@@ -1,0 +1,105 @@
+"""One settings object, read from CARNET_* environment variables.
+
+Every setting is documented in docs/settings.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carnet.errors import ConfigurationError
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    low = value.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"not a boolean: {value!r}")
+
+
+def _int(name: str, value: str | None, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build it with :meth:`from_env` or directly in tests."""
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_url: str | None = None
+    master_key: str | None = None
+    dev_issuer: bool = False
+    allow_test_ins: bool = False
+    oidc_issuers: str | None = None
+    audience: str = "carnet"
+    max_upload_bytes: int = 64 * 1024 * 1024
+    token_ttl_seconds: int = 3600
+    page_size_default: int = 20
+    page_size_max: int = 200
+    workers: int = 1
+    db_pool_size: int = 10
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        return cls(
+            data_dir=Path(e.get("CARNET_DATA_DIR") or "var"),
+            database_url=e.get("CARNET_DATABASE_URL") or None,
+            host=e.get("CARNET_HOST") or "127.0.0.1",
+            port=_int("CARNET_PORT", e.get("CARNET_PORT"), 8000),
+            base_url=e.get("CARNET_BASE_URL") or None,
+            master_key=e.get("CARNET_MASTER_KEY") or None,
+            dev_issuer=_bool(e.get("CARNET_DEV_ISSUER")),
+            allow_test_ins=_bool(e.get("CARNET_ALLOW_TEST_INS")),
+            oidc_issuers=e.get("CARNET_OIDC_ISSUERS") or None,
+            audience=e.get("CARNET_AUDIENCE") or "carnet",
+            max_upload_bytes=_int(
+                "CARNET_MAX_UPLOAD_BYTES", e.get("CARNET_MAX_UPLOAD_BYTES"), 64 * 1024 * 1024
+            ),
+            token_ttl_seconds=_int("CARNET_TOKEN_TTL", e.get("CARNET_TOKEN_TTL"), 3600),
+            workers=_int("CARNET_WORKERS", e.get("CARNET_WORKERS"), 1),
+            db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 10),
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: the configured one, or SQLite under data_dir."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'carnet.sqlite').resolve()}"
+
+    @property
+    def content_dir(self) -> Path:
+        return self.data_dir / "content"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.sqlalchemy_url.startswith("postgresql")
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain postgresql:// and sqlite:// URLs and pick the async driver."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ConfigurationError(
+        f"CARNET_DATABASE_URL must be postgresql://… or sqlite:///…, got {url.split(':', 1)[0]}://…"
+    )

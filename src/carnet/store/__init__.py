@@ -1,0 +1,1 @@
+"""Persistence: SQL tables and migrations, content store, encryption."""

@@ -1,0 +1,208 @@
+"""SQL tables (SQLAlchemy Core). The schema itself is created by the Alembic migrations in
+``store/migrations``; a test checks that the two agree.
+
+Every table that holds a patient's data carries ``record_id`` first in its primary key, so that
+one patient's data lives together and the store can be distributed by record (PostgreSQL
+partitioning, Citus) without a redesign. Resource ids are routable: a document id starts with its
+record id (``<record>-<suffix>``), so a read by id never needs a global index.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID = String(64)
+
+records = Table(
+    "records",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("ins_oid", String(32), nullable=False),
+    Column("ins_value", String(15), nullable=False),
+    Column("identity_status", String(8), nullable=False),
+    Column("family", String(200), nullable=False),
+    Column("given", String(200), nullable=False),
+    Column("family_norm", String(200), nullable=False),
+    Column("given_norm", String(200), nullable=False),
+    Column("birth_date", String(10), nullable=False),
+    Column("gender", String(16), nullable=False),
+    Column("birth_place", String(5)),
+    Column("state", String(16), nullable=False),
+    Column("consent_by", String(64), nullable=False),
+    Column("consent_by_kind", String(16), nullable=False),
+    Column("consent_structure", String(64)),
+    Column("consent_at", DateTime, nullable=False),
+    Column("emergency_centre15", Boolean, nullable=False),
+    Column("emergency_bris_de_glace", Boolean, nullable=False),
+    Column("emergency_masked", Boolean, nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("closed_at", DateTime),
+    Column("resource", LargeBinary, nullable=False),
+    UniqueConstraint("ins_oid", "ins_value", name="uq_records_ins"),
+    Index("ix_records_family_norm", "family_norm"),
+    Index("ix_records_birth_date", "birth_date"),
+)
+
+record_history = Table(
+    "record_history",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("last_updated", DateTime, nullable=False),
+    Column("resource", LargeBinary, nullable=False),
+)
+
+record_keys = Table(
+    "record_keys",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# professionals who opened or fed a record (the access rule of the foundation; the full DMP
+# rules add authorisations, blocks and the médecin traitant next to it)
+record_professionals = Table(
+    "record_professionals",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("professional_id", String(64), primary_key=True),
+    Column("relation", String(16), primary_key=True),
+    Column("first_at", DateTime, nullable=False),
+)
+
+objections = Table(
+    "objections",
+    metadata,
+    Column("ins_oid", String(32), primary_key=True),
+    Column("ins_value", String(15), primary_key=True),
+    Column("recorded_at", DateTime, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("structure", String(64)),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("doc_id", ID, primary_key=True),
+    Column("unique_id", String(256), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("archived", Boolean, nullable=False, default=False),
+    Column("class_code", String(64)),
+    Column("type_system", String(128)),
+    Column("type_code", String(64), nullable=False),
+    Column("date", DateTime),
+    Column("period_start", DateTime),
+    Column("period_end", DateTime),
+    Column("facility_code", String(64)),
+    Column("setting_code", String(64)),
+    Column("format_code", String(128)),
+    Column("content_type", String(128), nullable=False),
+    Column("security_labels", String(256), nullable=False),
+    Column("author_id", String(64)),
+    Column("submission_set_id", ID),
+    Column("replaces_id", ID),
+    Column("binary_id", ID, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("resource", LargeBinary, nullable=False),
+    UniqueConstraint("record_id", "unique_id", name="uq_documents_unique_id"),
+    Index("ix_documents_record_date", "record_id", "date", "doc_id"),
+    Index("ix_documents_binary", "record_id", "binary_id"),
+)
+
+document_history = Table(
+    "document_history",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("doc_id", ID, primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("last_updated", DateTime, nullable=False),
+    Column("resource", LargeBinary, nullable=False),
+)
+
+document_authors = Table(
+    "document_authors",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("doc_id", ID, primary_key=True),
+    Column("system", String(128), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Index("ix_document_authors_value", "value"),
+)
+
+# content, stored once per record by SHA-256; a Binary is a name for stored content
+contents = Table(
+    "contents",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("blob_id", String(32), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha1", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+binaries = Table(
+    "binaries",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("binary_id", ID, primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+submission_sets = Table(
+    "submission_sets",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("set_id", ID, primary_key=True),
+    Column("unique_id", String(256), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("submission_time", DateTime, nullable=False),
+    Column("author_id", String(64)),
+    Column("created_at", DateTime, nullable=False),
+    Column("resource", LargeBinary, nullable=False),
+    UniqueConstraint("record_id", "unique_id", name="uq_submission_sets_unique_id"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("record_id", ID, primary_key=True),  # "" for events tied to no record
+    Column("event_id", String(32), primary_key=True),  # time-ordered
+    Column("recorded_at", DateTime, nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_id", String(64), nullable=False),
+    Column("profession", String(8)),
+    Column("structure", String(64)),
+    Column("mode", String(16)),
+    Column("reason", Text),
+    Column("action", String(32), nullable=False),
+    Column("doc_id", ID),
+    Column("outcome", String(8), nullable=False),
+    Column("rule", String(64)),
+    Column("detail", Text),
+)

@@ -1,0 +1,132 @@
+"""Test fixtures: backends, a real HTTP server per backend, tokens, factories.
+
+Every test that takes ``server`` runs on SQLite, and again on PostgreSQL when
+CARNET_TEST_DATABASE_URL is set (``make test`` sets it when a server answers on 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from carnet.app import create_app
+from carnet.settings import Settings
+from tests.factories import Factory
+
+PG_URL = os.environ.get("CARNET_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _create_database(admin_url: str, name: str) -> str:
+    import asyncpg
+
+    plain = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _db = plain.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def make_settings(backend: str, data_dir: Path, **overrides: object) -> tuple[Settings, str | None]:
+    database_url = None
+    dbname = None
+    if backend == "postgresql":
+        assert PG_URL
+        dbname = f"carnet_test_{secrets.token_hex(4)}"
+        database_url = asyncio.run(_create_database(PG_URL, dbname))
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "dev_issuer": True,
+        "allow_test_ins": True,
+    }
+    values.update(overrides)
+    return Settings(**values), dbname  # type: ignore[arg-type]
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.server.started:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp(f"carnet-{backend}")
+    settings, dbname = make_settings(backend, data_dir)
+    srv = Server(settings)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if dbname and PG_URL:
+            asyncio.run(_drop_database(PG_URL, dbname))
+
+
+@pytest.fixture()
+def http(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture()
+def factory(http: httpx.Client) -> Factory:
+    return Factory(http)

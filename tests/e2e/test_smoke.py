@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import httpx
+from tests.factories import Factory, docref
+
+
+def test_metadata_is_public(http: httpx.Client) -> None:
+    r = http.get("/fhir/metadata")
+    assert r.status_code == 200
+    assert r.json()["resourceType"] == "CapabilityStatement"
+
+
+def test_open_publish_read(http: httpx.Client, factory: Factory) -> None:
+    pro = factory.professional()
+    ins, pid = factory.open_record(pro)
+    content = b"%PDF-1.4 hello carnet"
+    r = factory.publish(ins, [(docref(ins, content=content), content, "application/pdf")], pro)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["type"] == "transaction-response"
+    loc = out["entry"][1]["response"]["location"]
+    doc = http.get(loc.split("/_history")[0], headers=pro)
+    assert doc.status_code == 200, doc.text
+    url = doc.json()["content"][0]["attachment"]["url"]
+    got = http.get(url, headers=pro)
+    assert got.status_code == 200
+    assert got.content == content
+    s = http.get("/fhir/DocumentReference", params={"patient": pid}, headers=pro)
+    assert s.status_code == 200, s.text
+    assert s.json()["total"] == 1
