@@ -6,7 +6,7 @@ Every setting is documented in docs/settings.md; a test keeps the two in step.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from carnet.errors import ConfigurationError
@@ -50,9 +50,7 @@ class Settings:
     token_ttl_seconds: int = 3600
     page_size_default: int = 20
     page_size_max: int = 200
-    workers: int = 1
     db_pool_size: int = 10
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -72,7 +70,6 @@ class Settings:
                 "CARNET_MAX_UPLOAD_BYTES", e.get("CARNET_MAX_UPLOAD_BYTES"), 64 * 1024 * 1024
             ),
             token_ttl_seconds=_int("CARNET_TOKEN_TTL", e.get("CARNET_TOKEN_TTL"), 3600),
-            workers=_int("CARNET_WORKERS", e.get("CARNET_WORKERS"), 1),
             db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 10),
         )
 

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from carnet.access.scoped import Scope
 from carnet.domain.actors import Actor
 from carnet.errors import NotAuthenticated
+from carnet.fhir.wire import check_accept
 from carnet.services import Services
 
 
@@ -40,5 +41,7 @@ async def actor_of(request: Request) -> Actor:
 
 
 async def scope_of(request: Request) -> Scope:
+    if not request.url.path.startswith("/fhir/Binary"):  # raw content has its own media type
+        check_accept(request)
     actor = await actor_of(request)
     return Scope(services_of(request), actor, base_url(request))

@@ -57,11 +57,11 @@ async def simplified_publish(request: Request) -> Response:
     else:
         entry.patient_value = subject.record_id
     att = ((resource.get("content") or [{}])[0] or {}).get("attachment") or {}
-    doc = NewDocument(key="DocumentReference", resource=resource, entry=entry)
+    new = NewDocument(key="DocumentReference", resource=resource, entry=entry)
     if att.get("data") is not None:
-        doc.data = decode_data(att["data"], "DocumentReference.content[0].attachment.data")
+        new.data = decode_data(att["data"], "DocumentReference.content[0].attachment.data")
     elif isinstance(att.get("url"), str) and "Binary/" in att["url"]:
-        doc.binary_id = att["url"].rsplit("Binary/", 1)[1].split("/", 1)[0]
+        new.binary_id = att["url"].rsplit("Binary/", 1)[1].split("/", 1)[0]
     else:
         raise UnprocessableEntity(
             "ITI-105 carries the content in content[0].attachment.data (or names an uploaded "
@@ -71,7 +71,7 @@ async def simplified_publish(request: Request) -> Response:
     result = await scope.publish(
         Submission(
             subject=subject,
-            documents=[doc],
+            documents=[new],
             submission_set=implicit_submission_set(scope.actor.id, scope.actor.structure),
         )
     )

@@ -40,7 +40,7 @@ def _identity_status(resource: dict[str, Any]) -> str | None:
         )
     coding = status.get("valueCoding")
     if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-        return coding["code"]
+        return str(coding["code"])
     code = status.get("valueCode")
     if isinstance(code, str):
         return code

@@ -20,7 +20,7 @@ from carnet.domain.search import DateRange, Token, TokenParam
 from carnet.errors import InvalidInput
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-COMMON = {"_count", "_sort", "_include", "_cursor", "_format", "_pretty", "_summary", "_total"}
+COMMON = {"_count", "_sort", "_include", "_cursor", "_format"}
 _DATE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<time>[0-9:.]+)(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )

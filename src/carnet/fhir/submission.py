@@ -43,11 +43,11 @@ def subject_ref(ref: object, where: str, *, allow_test: bool) -> SubjectRef:
         raise UnprocessableEntity(
             f"{where}.reference {text!r} does not name a Patient", expression=f"{where}.reference"
         )
-    ident = ref.get("identifier")
-    if isinstance(ident, dict):
+    logical = ref.get("identifier")
+    if isinstance(logical, dict):
         ins = parse_ins(
-            str(ident.get("system") or f"urn:oid:{OID_NIR}"),
-            str(ident.get("value") or ""),
+            str(logical.get("system") or f"urn:oid:{OID_NIR}"),
+            str(logical.get("value") or ""),
             allow_test=allow_test,
             field=f"{where}.identifier",
         )
