@@ -24,6 +24,7 @@ from carnet.access.publish_model import (
     Submission,
 )
 from carnet.access.records import RecordOps
+from carnet.cda.metadata import complete_from_cda
 from carnet.domain.actors import RPPS_SYSTEM, ActorKind
 from carnet.domain.clock import iso, new_id, utcnow
 from carnet.domain.documents import DocumentEntry
@@ -182,6 +183,8 @@ class DocumentOps(RecordOps):
                 expression="subject",
             )
         for doc in sub.documents:
+            if doc.data is not None:
+                complete_from_cda(doc.entry, doc.resource, doc.data, doc.data_content_type)
             doc.entry.validate()
             self._check_patient(record, doc)
         ids = {id(d): f"{record.record_id}-{new_id()[:20]}" for d in sub.documents}

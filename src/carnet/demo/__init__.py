@@ -1,0 +1,1 @@
+"""Demo data: patients with valid (test) INS, professionals, documents carnet generates itself."""
