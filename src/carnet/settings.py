@@ -6,7 +6,7 @@ Every setting is documented in docs/settings.md; a test keeps the two in step.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from carnet.errors import ConfigurationError
@@ -51,6 +51,14 @@ class Settings:
     page_size_default: int = 20
     page_size_max: int = 200
     db_pool_size: int = 10
+    access_matrix: Path | None = None
+    keystore_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "carnet@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -71,6 +79,14 @@ class Settings:
             ),
             token_ttl_seconds=_int("CARNET_TOKEN_TTL", e.get("CARNET_TOKEN_TTL"), 3600),
             db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 10),
+            keystore_url=e.get("CARNET_KEYSTORE_URL") or None,
+            access_matrix=Path(e["CARNET_ACCESS_MATRIX"]) if e.get("CARNET_ACCESS_MATRIX") else None,
+            smtp_host=e.get("CARNET_SMTP_HOST") or None,
+            smtp_port=_int("CARNET_SMTP_PORT", e.get("CARNET_SMTP_PORT"), 25),
+            smtp_from=e.get("CARNET_SMTP_FROM") or "carnet@localhost",
+            smtp_starttls=_bool(e.get("CARNET_SMTP_STARTTLS")),
+            smtp_user=e.get("CARNET_SMTP_USER") or None,
+            smtp_password=e.get("CARNET_SMTP_PASSWORD") or None,
         )
 
     @property

@@ -10,14 +10,15 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carnet.access.policy import Action, Decision, RecordFacts, Relation, decide
+from carnet.access.policy import Action, Decision, DocumentFacts, RecordFacts, Relation, decide
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.records import Record
 from carnet.domain.traces import trace_row, write_traces
 from carnet.errors import Forbidden, NotFound
 from carnet.services import Services
 from carnet.store.rows import record_from_row
-from carnet.store.tables import record_professionals, records
+from carnet.domain.clock import utcnow
+from carnet.store.tables import consents, record_professionals, records, representatives
 
 NOT_FOUND = "no such resource, or no access to it"
 
@@ -56,21 +57,61 @@ class ScopeBase:
         return record, await self._facts(conn, record)
 
     async def _facts(self, conn: AsyncConnection, record: Record) -> RecordFacts:
+        """Everything the policy needs about ``record`` and the actor's place in it."""
+        actor = self.actor
+        authorised = blocked = representative = False
+        if actor.kind is ActorKind.PROFESSIONAL:
+            names = [actor.id.removeprefix("rpps:")] if actor.rpps else []
+            if actor.structure:
+                names.append(actor.structure)
+            if names:
+                rows = await conn.execute(
+                    select(consents.c.decision, consents.c.actor_kind, consents.c.actor_value)
+                    .where(
+                        consents.c.record_id == record.record_id,
+                        consents.c.actor_value.in_(names),
+                        consents.c.status == "active",
+                    )
+                )
+                for decision, kind, value in rows:
+                    if kind == "professional" and value == actor.rpps:
+                        if decision == "deny":
+                            blocked = True
+                        else:
+                            authorised = True
+                    elif kind == "structure" and value == actor.structure and decision == "permit":
+                        authorised = True  # care-team presumption (R1111-46)
+        elif actor.kind is ActorKind.PATIENT and actor.ins and actor.ins != record.identity.ins.value:
+            representative = (
+                await conn.execute(
+                    select(representatives.c.record_id).where(
+                        representatives.c.record_id == record.record_id,
+                        representatives.c.representative_ins == actor.ins,
+                    )
+                )
+            ).first() is not None
         return RecordFacts(
             record_id=record.record_id,
             state=record.state,
             ins=record.identity.ins.value,
             relations=await self._relations(conn, record.record_id),
+            authorised=authorised,
+            blocked=blocked,
+            is_treating_physician=(
+                actor.kind is ActorKind.PROFESSIONAL and record.treating_physician == actor.id
+            ),
+            is_representative=representative,
+            allows_centre15=record.emergency.centre15,
+            allows_bris_de_glace=record.emergency.bris_de_glace,
+            allows_masked_in_emergency=record.emergency.masked,
+            now=utcnow(),
         )
 
     # -- decisions ---------------------------------------------------------------------------
     def decide(
-        self, action: Action, facts: RecordFacts | None, document: object = None
+        self, action: Action, facts: RecordFacts | None, document: DocumentFacts | None = None
     ) -> Decision:
-        from carnet.access.policy import DocumentFacts
-
-        doc = document if isinstance(document, DocumentFacts) else None
-        return decide(self.actor, action, facts, doc)
+        return decide(self.actor, action, facts, document, matrix=self.services.matrix.allows)
 
     async def trace(
         self,

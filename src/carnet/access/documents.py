@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,10 +25,11 @@ from carnet.access.publish_model import (
 )
 from carnet.access.records import RecordOps
 from carnet.cda.metadata import complete_from_cda
-from carnet.domain.actors import RPPS_SYSTEM, ActorKind
+from carnet.domain.actors import RPPS_SYSTEM, AccessMode, ActorKind
 from carnet.domain.clock import iso, new_id, utcnow
-from carnet.domain.documents import DocumentEntry
+from carnet.domain.documents import CONFIDENTIALITY_CODES, DocumentEntry
 from carnet.domain.ins import parse_ins
+from carnet.domain.notifications import document_title, on_access, on_new_document
 from carnet.domain.records import QUALIFIED, Record
 from carnet.domain.search import DocumentCriteria, ListCriteria
 from carnet.errors import (
@@ -46,12 +47,14 @@ from carnet.store.doc_query import document_conditions, list_conditions
 from carnet.store.rows import record_from_row
 from carnet.store.tables import (
     binaries,
+    consents,
     contents,
     document_authors,
     document_history,
     documents,
     record_professionals,
     records,
+    representatives,
     submission_sets,
 )
 from carnet.store.upsert import insert_ignore
@@ -73,10 +76,24 @@ class StoredDocument:
     last_updated: datetime
     resource: bytes
     date: datetime | None
+    labels: frozenset[str] = frozenset()
+    archived: bool = False
+    type_code: str | None = None
+    class_code: str | None = None
+    created_at: datetime | None = None
 
     @property
     def facts(self) -> DocumentFacts:
-        return DocumentFacts(doc_id=self.doc_id, status=self.status, author_id=self.author_id)
+        return DocumentFacts(
+            doc_id=self.doc_id,
+            status=self.status,
+            author_id=self.author_id,
+            labels=self.labels,
+            archived=self.archived,
+            type_code=self.type_code,
+            class_code=self.class_code,
+            added_at=self.created_at,
+        )
 
 
 def stored_from_row(row: Row[Any]) -> StoredDocument:
@@ -94,6 +111,11 @@ def stored_from_row(row: Row[Any]) -> StoredDocument:
         last_updated=m["last_updated"],
         resource=bytes(m["resource"]),
         date=m["date"],
+        labels=frozenset(m["security_labels"].split()),
+        archived=bool(m["archived"]),
+        type_code=m["type_code"],
+        class_code=m["class_code"],
+        created_at=m["created_at"],
     )
 
 
@@ -187,6 +209,15 @@ class DocumentOps(RecordOps):
                 complete_from_cda(doc.entry, doc.resource, doc.data, doc.data_content_type)
             doc.entry.validate()
             self._check_patient(record, doc)
+            per_doc = self.decide(
+                Action.DOCUMENT_CREATE,
+                facts,
+                DocumentFacts(doc_id="", status="current", author_id=None,
+                              class_code=doc.entry.class_code, type_code=doc.entry.type_code),
+            )
+            if not per_doc:
+                raise await self.deny(Action.DOCUMENT_CREATE, record.record_id, per_doc,
+                                      hide=False)
         ids = {id(d): f"{record.record_id}-{new_id()[:20]}" for d in sub.documents}
         key = await self._record_key(record.record_id)
         written: list[tuple[NewDocument, BlobInfo | None, BlobWriter | None]] = []
@@ -205,6 +236,8 @@ class DocumentOps(RecordOps):
 
     def _check_patient(self, record: Record, doc: NewDocument) -> None:
         ins = record.identity.ins
+        if doc.entry.patient_value == record.record_id and not doc.entry.patient_system:
+            return  # named by its resource id (subject Patient/<id>): this very record
         if doc.entry.patient_value and (
             doc.entry.patient_value.upper() != ins.value
             or (doc.entry.patient_system and doc.entry.patient_system != ins.system)
@@ -216,7 +249,7 @@ class DocumentOps(RecordOps):
 
     async def _record_key(self, record_id: str) -> bytes:
         async with self.services.engine.connect() as conn:
-            return await self.services.keys.key_for(conn, record_id)
+            return await self.services.keys.key_for(record_id)
 
     async def _write_content(
         self, record_id: str, key: bytes, doc: NewDocument
@@ -458,6 +491,10 @@ class DocumentOps(RecordOps):
             doc_id=doc_id,
             detail=f"replaces {replaces_id}" if replaces_id else None,
         )
+        if self.actor.kind is ActorKind.PROFESSIONAL:
+            await on_new_document(
+                conn, self.actor, rid, doc_id, entry.title, labels=entry.confidentiality, now=now
+            )
         return PublishedDocument(doc.key, doc_id, 1, True, now, binary_id, doc.binary_key)
 
     def _render_document(
@@ -624,6 +661,20 @@ class DocumentOps(RecordOps):
                 )
             result.set_id = existing[0]
             return
+        if result.documents and not any(d.created for d in result.documents):
+            # every document was stored before (same uniqueIds): nothing new to list; answer
+            # with the submission set that brought the first one
+            prior = (
+                await conn.execute(
+                    select(documents.c.submission_set_id).where(
+                        documents.c.record_id == record.record_id,
+                        documents.c.doc_id == result.documents[0].doc_id,
+                    )
+                )
+            ).scalar_one_or_none()
+            if prior is not None:
+                result.set_id = prior
+                return
         await conn.execute(
             submission_sets.insert().values(
                 record_id=record.record_id,
@@ -728,6 +779,15 @@ class DocumentOps(RecordOps):
                     }
                 )
             await self.trace(conn, Action.DOCUMENT_READ, record.record_id, decision, doc_id=doc_id)
+            if self.actor.kind is ActorKind.PROFESSIONAL:
+                await on_access(
+                    conn,
+                    self.actor,
+                    record.record_id,
+                    doc_id,
+                    title=document_title(doc.resource),
+                    labels=doc.labels,
+                )
             return doc
 
     async def document_history(self, doc_id: str) -> list[tuple[int, datetime, bytes]]:
@@ -807,28 +867,24 @@ class DocumentOps(RecordOps):
                 doc_id=allowed_doc.doc_id if allowed_doc else None,
                 detail=f"content Binary/{binary_id}",
             )
-            key = await self.services.keys.key_for(conn, rid)
+            key = await self.services.keys.key_for(rid)
         return ContentHandle(rid, row[3], key, row[4], bytes(row[5]), row[0], row[1], row[0][:32])
 
     # -- metadata update -----------------------------------------------------------------------
     async def update_document(
         self, doc_id: str, resource: dict[str, Any], if_match: int | None
     ) -> StoredDocument:
-        """Change a document's status or security labels (TD3.3): author only."""
+        """TD3.3: the author changes the status (deletes: entered-in-error), archives
+        (extension ``dmp-archived``) and sets the ``INVISIBLE_*`` flags; the patient masks or
+        unmasks (``MASQUE_PS``). Each change is decided on its own; nothing else may change."""
         async with self.services.engine.begin() as conn:
             doc, record, facts = await self._load_document(conn, doc_id)
-            if (
-                doc is None
-                or record is None
-                or not self.decide(Action.DOCUMENT_READ, facts, doc.facts)
-            ):
+            read = self.decide(Action.DOCUMENT_READ, facts, doc.facts) if doc else None
+            if doc is None or record is None or not read:
+                if doc is not None and record is not None and read is not None:
+                    await self.trace(conn, Action.DOCUMENT_UPDATE, record.record_id, read,
+                                     doc_id=doc_id)
                 raise NotFound(NOT_FOUND)
-            decision = self.decide(Action.DOCUMENT_UPDATE, facts, doc.facts)
-            if not decision:
-                await self.trace(
-                    conn, Action.DOCUMENT_UPDATE, record.record_id, decision, doc_id=doc_id
-                )
-                raise Forbidden(f"not allowed: {decision.reason}")
             if if_match is not None and if_match != doc.version_id:
                 raise PreconditionFailed(
                     f"DocumentReference/{doc_id} is at version {doc.version_id}, not {if_match}"
@@ -837,13 +893,16 @@ class DocumentOps(RecordOps):
             changed = {
                 k
                 for k in set(stored) | set(resource)
-                if k not in ("meta", "status", "securityLabel", "id", "text")
+                if k not in ("meta", "status", "securityLabel", "id", "text", "extension")
                 and stored.get(k) != resource.get(k)
             }
+            if _other_extensions(stored) != _other_extensions(resource):
+                changed.add("extension")
             if changed:
                 raise UnprocessableEntity(
-                    "only status and securityLabel may change on a stored document; to change "
-                    f"{', '.join(sorted(changed))}, replace it (ITI-65 with relatesTo)",
+                    "only status, securityLabel and the dmp-archived extension change on a stored "
+                    f"document; to change {', '.join(sorted(changed))}, replace it (ITI-65 with "
+                    "relatesTo)",
                     expression=f"DocumentReference.{sorted(changed)[0]}",
                 )
             status = resource.get("status")
@@ -852,16 +911,37 @@ class DocumentOps(RecordOps):
                     "status must be current, superseded or entered-in-error",
                     expression="DocumentReference.status",
                 )
-            entry = entry_from_docref({**resource, "content": stored.get("content")})
-            DocumentEntry(confidentiality=entry.confidentiality)  # codes checked below
-            from carnet.domain.documents import CONFIDENTIALITY_CODES
-
-            unknown = [c for c in entry.confidentiality if c not in CONFIDENTIALITY_CODES]
+            labels = entry_from_docref({**resource, "content": stored.get("content")}).confidentiality
+            unknown = [c for c in labels if c not in CONFIDENTIALITY_CODES]
             if unknown:
                 raise UnprocessableEntity(
                     f"unknown confidentiality codes {', '.join(unknown)}",
                     expression="DocumentReference.securityLabel",
                 )
+            archived = _archived(resource)
+            old, new = set(doc.labels), set(labels)
+            wants: list[tuple[Action, str]] = []
+            if "MASQUE_PS" in old ^ new:
+                wants.append((Action.DOCUMENT_MASK, "mask" if "MASQUE_PS" in new else "unmask"))
+            author_changes = []
+            if status != doc.status:
+                author_changes.append(f"status={status}")
+            if archived != doc.archived:
+                author_changes.append("archive" if archived else "unarchive")
+            if (old ^ new) - {"MASQUE_PS"}:
+                author_changes.append("labels " + " ".join(sorted(new - {"MASQUE_PS"})))
+            if author_changes:
+                wants.append((Action.DOCUMENT_UPDATE, ", ".join(author_changes)))
+            if not wants:
+                return doc
+            decisions = []
+            for action, what in wants:
+                decision = self.decide(action, facts, doc.facts)
+                if not decision:
+                    await self.trace(conn, action, record.record_id, decision, doc_id=doc_id,
+                                     detail=what)
+                    raise Forbidden(f"not allowed to {what}: {decision.reason}")
+                decisions.append((action, decision, what))
             now = utcnow()
             version = doc.version_id + 1
             stored["status"] = status
@@ -869,11 +949,15 @@ class DocumentOps(RecordOps):
                 stored["securityLabel"] = resource["securityLabel"]
             else:
                 stored.pop("securityLabel", None)
-            stored["meta"] = {
-                **stored.get("meta", {}),
-                "versionId": str(version),
-                "lastUpdated": iso(now),
-            }
+            exts = [e for e in stored.get("extension") or [] if e.get("url") != ARCHIVED]
+            if archived:
+                exts.append({"url": ARCHIVED, "valueBoolean": True})
+            if exts:
+                stored["extension"] = exts
+            else:
+                stored.pop("extension", None)
+            stored["meta"] = {**stored.get("meta", {}), "versionId": str(version),
+                              "lastUpdated": iso(now)}
             body = orjson.dumps(stored)
             res = await conn.execute(
                 update(documents)
@@ -884,133 +968,167 @@ class DocumentOps(RecordOps):
                 )
                 .values(
                     status=status,
+                    archived=archived,
                     version_id=version,
                     last_updated=now,
                     resource=body,
-                    security_labels=" " + " ".join(entry.confidentiality) + " ",
+                    security_labels=" " + " ".join(labels) + " ",
                 )
             )
             if res.rowcount != 1:
                 raise PreconditionFailed(f"DocumentReference/{doc_id} changed meanwhile")
             await conn.execute(
                 document_history.insert().values(
-                    record_id=doc.record_id,
-                    doc_id=doc_id,
-                    version_id=version,
-                    last_updated=now,
-                    resource=body,
+                    record_id=doc.record_id, doc_id=doc_id, version_id=version,
+                    last_updated=now, resource=body,
                 )
             )
-            await self.trace(
-                conn,
-                Action.DOCUMENT_UPDATE,
-                doc.record_id,
-                decision,
-                doc_id=doc_id,
-                detail=f"status={status}",
-            )
+            for action, decision, what in decisions:
+                await self.trace(conn, action, doc.record_id, decision, doc_id=doc_id,
+                                 detail=what)
             return StoredDocument(
                 **{
                     **_asdict(doc),
                     "version_id": version,
                     "status": status,
+                    "archived": archived,
+                    "labels": frozenset(labels),
                     "last_updated": now,
                     "resource": body,
                 }
             )
 
     # -- search --------------------------------------------------------------------------------
-    def _reachable_records(self) -> Any:
-        """The records whose documents this actor may be shown (SQL), before per-row decisions."""
+    def _reachable_records(self, *, names_patient: bool = False) -> Any:
+        """The records whose documents this actor may possibly be shown (SQL). Every row is then
+        checked with ``decide``: this only keeps searches from scanning other records."""
+        active = records.c.state == RecordState.ACTIVE.value
         if self.actor.kind is ActorKind.PATIENT:
+            ins = self.actor.ins or ""
             return select(records.c.record_id).where(
-                records.c.ins_value == (self.actor.ins or ""),
                 records.c.state != RecordState.DESTROYED.value,
+                or_(
+                    records.c.ins_value == ins,
+                    records.c.record_id.in_(
+                        select(representatives.c.record_id).where(
+                            representatives.c.representative_ins == ins
+                        )
+                    ),
+                ),
             )
         if self.actor.kind is ActorKind.PROFESSIONAL:
-            return (
-                select(record_professionals.c.record_id)
-                .where(record_professionals.c.professional_id == self.actor.id)
-                .join(records, records.c.record_id == record_professionals.c.record_id)
-                .where(records.c.state == RecordState.ACTIVE.value)
+            if self.actor.mode is not AccessMode.NORMAL:
+                if not names_patient:
+                    raise InvalidInput(
+                        "an emergency access (bris_de_glace, centre_15) names its patient: "
+                        "add patient or patient.identifier",
+                        expression="patient",
+                    )
+                return select(records.c.record_id).where(active)
+            names = [v for v in (self.actor.rpps, self.actor.structure) if v]
+            return select(records.c.record_id).where(
+                active,
+                or_(
+                    records.c.treating_physician == self.actor.id,
+                    records.c.record_id.in_(
+                        select(consents.c.record_id).where(
+                            consents.c.actor_value.in_(names),
+                            consents.c.status == "active",
+                            consents.c.decision == "permit",
+                        )
+                    ),
+                    records.c.record_id.in_(
+                        select(documents.c.record_id).where(documents.c.author_id == self.actor.id)
+                    ),
+                ),
             )
         return select(records.c.record_id).where(records.c.record_id == "")
 
     async def search_documents(self, criteria: DocumentCriteria) -> Page:
+        """ITI-67. Every candidate row is checked with ``decide``; ``total``, the page and the
+        next cursor are computed from what passed, so that a search reveals nothing a read would
+        refuse."""
         conds = document_conditions(criteria)
-        conds.append(documents.c.record_id.in_(self._reachable_records()))
-        conds.append(documents.c.status != "entered-in-error")
-        order = (
-            (documents.c.date.desc(), documents.c.doc_id.desc())
-            if criteria.sort_desc
-            else (documents.c.date.asc(), documents.c.doc_id.asc())
+        names_patient = bool(criteria.record_ids or criteria.patient_identifiers)
+        conds.append(
+            documents.c.record_id.in_(self._reachable_records(names_patient=names_patient))
         )
-        page_conds = list(conds)
-        if criteria.cursor:
-            cdate, cid = criteria.cursor
-            from sqlalchemy import or_
-
-            if criteria.sort_desc:
-                page_conds.append(
-                    or_(
-                        documents.c.date < cdate,
-                        and_(documents.c.date == cdate, documents.c.doc_id < cid),
-                    )
-                )
-            else:
-                page_conds.append(
-                    or_(
-                        documents.c.date > cdate,
-                        and_(documents.c.date == cdate, documents.c.doc_id > cid),
-                    )
-                )
+        conds.append(documents.c.status != "entered-in-error")
+        if criteria.archived is not None:
+            conds.append(documents.c.archived == criteria.archived)
+        elif not (criteria.ids or criteria.identifier):
+            conds.append(documents.c.archived == False)  # noqa: E712 - SQL expression
+        d = documents.c
+        order = (d.date.desc(), d.doc_id.desc()) if criteria.sort_desc else (d.date, d.doc_id)
+        light = select(
+            d.record_id, d.doc_id, d.date, d.status, d.archived, d.author_id,
+            d.security_labels, d.type_code, d.class_code, d.created_at,
+        ).where(*conds).order_by(*order)
         async with self.services.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(documents).where(*page_conds).order_by(*order).limit(criteria.count + 1)
-                )
-            ).all()
-            total = (
-                await conn.execute(select(func.count()).select_from(documents).where(*conds))
-            ).scalar_one()
-            items: list[StoredDocument] = []
             facts_cache: dict[str, RecordFacts | None] = {}
             records_seen: dict[str, Record] = {}
-            traces: list[tuple[str, Any, str]] = []
-            for row in rows[: criteria.count]:
-                doc = stored_from_row(row)
-                if doc.record_id not in facts_cache:
-                    record, facts = await self._load_record(conn, doc.record_id)
-                    facts_cache[doc.record_id] = facts
-                    if record:
-                        records_seen[doc.record_id] = record
-                decision = self.decide(Action.DOCUMENT_READ, facts_cache[doc.record_id], doc.facts)
-                if decision:  # the SQL filter is the policy; this is the guard
-                    items.append(doc)
-                traces.append((doc.record_id, decision, doc.doc_id))
-            by_record: dict[str, list[str]] = {}
-            for rid, decision, did in traces:
-                if decision:
-                    by_record.setdefault(rid, []).append(did)
-                else:
-                    await self.trace(conn, "document.search", rid, decision, doc_id=did)
-            for rid, dids in by_record.items():
-                await self.trace(
-                    conn,
-                    "document.search",
-                    rid,
-                    outcome="allow",
-                    detail="returned " + " ".join(dids),
+            allowed: list[tuple[str, str, datetime]] = []
+            refused: dict[str, int] = {}
+            for row in (await conn.execute(light)).all():
+                m = row._mapping
+                rid = m["record_id"]
+                if rid not in facts_cache:
+                    record, facts = await self._load_record(conn, rid)
+                    facts_cache[rid] = facts
+                    if record is not None:
+                        records_seen[rid] = record
+                doc_facts = DocumentFacts(
+                    doc_id=m["doc_id"], status=m["status"], author_id=m["author_id"],
+                    labels=frozenset(m["security_labels"].split()), archived=bool(m["archived"]),
+                    type_code=m["type_code"], class_code=m["class_code"], added_at=m["created_at"],
                 )
+                if self.decide(Action.DOCUMENT_READ, facts_cache[rid], doc_facts):
+                    allowed.append((rid, m["doc_id"], m["date"]))
+                else:
+                    refused[rid] = refused.get(rid, 0) + 1
+            start = 0
+            if criteria.cursor is not None:
+                cdate, cid = criteria.cursor
+                key = (cdate, cid)
+                start = next(
+                    (
+                        i
+                        for i, (_r, did, date) in enumerate(allowed)
+                        if ((date, did) < key if criteria.sort_desc else (date, did) > key)
+                    ),
+                    len(allowed),
+                )
+            page = allowed[start : start + criteria.count]
+            more = start + criteria.count < len(allowed)
+            items: list[StoredDocument] = []
+            if page:
+                rows = (
+                    await conn.execute(
+                        select(documents).where(
+                            documents.c.record_id.in_({r for r, _d, _t in page}),
+                            documents.c.doc_id.in_([did for _r, did, _t in page]),
+                        )
+                    )
+                ).all()
+                by_id = {stored_from_row(r).doc_id: stored_from_row(r) for r in rows}
+                items = [by_id[did] for _r, did, _t in page if did in by_id]
+            returned: dict[str, list[str]] = {}
+            for doc in items:
+                returned.setdefault(doc.record_id, []).append(doc.doc_id)
+            for rid in sorted(set(returned) | set(refused)):
+                detail = "returned " + " ".join(returned.get(rid, []))
+                if refused.get(rid):
+                    detail += f"; {refused[rid]} left out by the rules"
+                await self.trace(conn, "document.search", rid, outcome="allow", detail=detail)
             included: list[Record] = []
             if criteria.include_subject:
-                for rid, record in records_seen.items():
-                    if rid in by_record and self.decide(Action.RECORD_READ, facts_cache[rid]):
+                for rid in returned:
+                    record = records_seen.get(rid)
+                    if record is not None and self.decide(Action.RECORD_READ, facts_cache[rid]):
                         included.append(record)
-        more = len(rows) > criteria.count
         last = items[-1] if items else None
         next_cursor = (last.date, last.doc_id) if more and last and last.date else None
-        return Page(items, int(total), next_cursor, included)
+        return Page(items, len(allowed), next_cursor, included)
 
     async def search_lists(self, criteria: ListCriteria) -> tuple[list[bytes], int, Any]:
         conds = list_conditions(criteria)
@@ -1057,6 +1175,22 @@ class DocumentOps(RecordOps):
             m = rows[criteria.count - 1]._mapping
             nxt = (m["submission_time"], m["set_id"])
         return out, int(total), nxt
+
+
+ARCHIVED = "https://carnet.health/fhir/StructureDefinition/dmp-archived"
+
+
+def _archived(resource: dict[str, Any]) -> bool:
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == ARCHIVED:
+            return ext.get("valueBoolean") is True
+    return False
+
+
+def _other_extensions(resource: dict[str, Any]) -> list[Any]:
+    return [
+        e for e in resource.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == ARCHIVED)
+    ]
 
 
 def _asdict(doc: StoredDocument) -> dict[str, Any]:

@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import time, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ColumnElement
 
 from carnet.access.base import NOT_FOUND, ScopeBase
 from carnet.access.policy import Action, RecordFacts, RecordState, Relation
-from carnet.domain.actors import ActorKind
+from carnet.domain.actors import RPPS_SYSTEM, ActorKind
 from carnet.domain.clock import iso, new_id, utcnow
 from carnet.domain.ins import Ins
 from carnet.domain.records import EmergencyConsents, Record, normalise_name
+from carnet.domain.search import DateRange
 from carnet.errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableEntity
 from carnet.fhir.patient_resource import (
     emergency_consents,
     identity_from_patient,
     render_patient,
-    requested_state,
     require_qualified,
+    requested_state,
+    treating_physician_of,
 )
+from carnet.fhir.consent_resource import render_consent
 from carnet.store.rows import record_from_row, record_values
 from carnet.store.tables import (
+    consents,
     objections,
     record_history,
-    record_keys,
     record_professionals,
     records,
 )
@@ -39,8 +44,30 @@ class RecordCriteria:
     identifiers: list[tuple[str | None, str]] = field(default_factory=list)
     family: list[str] = field(default_factory=list)
     given: list[str] = field(default_factory=list)
-    birthdate: list[str] = field(default_factory=list)
+    birthdate: list[DateRange] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+
+
+def _birth_date_condition(d: DateRange) -> ColumnElement[bool]:
+    """FHIR date search on the birth date (a day, stored as YYYY-MM-DD: its text sorts as the
+    date does). The searched value is the range [lo, hi) of its precision."""
+    lo = d.lo.date().isoformat()
+    hi_day = d.hi.date() if d.hi.time() == time.min else d.hi.date() + timedelta(days=1)
+    hi = hi_day.isoformat()
+    column = records.c.birth_date
+    within = and_(column >= lo, column < hi)
+    conditions: dict[str, ColumnElement[bool]] = {
+        "eq": within,
+        "ap": within,
+        "ne": not_(within),
+        "gt": column >= hi,
+        "sa": column >= hi,
+        "ge": column >= lo,
+        "lt": column < lo,
+        "eb": column < lo,
+        "le": column < hi,
+    }
+    return conditions[d.prefix]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +140,7 @@ class RecordOps(ScopeBase):
             last_updated=now,
             closed_at=None,
             resource=b"",
+            treating_physician=treating_physician_of(resource),
         )
         record = replace(
             record,
@@ -126,16 +154,11 @@ class RecordOps(ScopeBase):
                 consent=self._consent(record),
             ),
         )
-        key, wrapped = self.services.keys.master.new_record_key(record_id)
+        await self.services.keys.create(record_id)
         try:
             async with self.services.engine.begin() as conn:
                 await self._refuse_objection_or_duplicate(conn, identity.ins)
                 await conn.execute(records.insert().values(**record_values(record)))
-                await conn.execute(
-                    record_keys.insert().values(
-                        record_id=record_id, wrapped_key=wrapped, created_at=now
-                    )
-                )
                 await conn.execute(
                     record_history.insert().values(
                         record_id=record_id,
@@ -153,11 +176,38 @@ class RecordOps(ScopeBase):
                             first_at=now,
                         )
                     )
+                    await self._authorise_opener(conn, record_id, now)
                 await self.trace(conn, Action.RECORD_CREATE, record_id, decision)
         except IntegrityError:
             raise Conflict(f"a record already exists for INS {identity.ins.value}") from None
-        self.services.keys.remember(record_id, key)
         return record
+
+    async def _authorise_opener(self, conn: AsyncConnection, record_id: str, now: Any) -> None:
+        """The consent given at creation covers consultation by the professional who opened
+        the record: recorded as an authorisation, visible to the patient and revocable."""
+        if not self.actor.rpps:
+            return
+        consent_id = f"{record_id}-{new_id()[:20]}"
+        body = render_consent(
+            {
+                "resourceType": "Consent",
+                "provision": {
+                    "type": "permit",
+                    "actor": [{"reference": {"identifier": {"system": RPPS_SYSTEM,
+                                                            "value": self.actor.rpps}}}],
+                },
+            },
+            consent_id=consent_id, record_id=record_id, version_id=1, last_updated=iso(now),
+            status="active", recorded_by=self.actor.id,
+        )
+        await conn.execute(
+            consents.insert().values(
+                record_id=record_id, consent_id=consent_id, decision="permit",
+                actor_system=RPPS_SYSTEM, actor_value=self.actor.rpps, actor_kind="professional",
+                status="active", version_id=1, recorded_by=self.actor.id, created_at=now,
+                last_updated=now, resource=orjson.dumps(body),
+            )
+        )
 
     async def _refuse_objection_or_duplicate(self, conn: AsyncConnection, ins: Ins) -> None:
         objected = (
@@ -179,6 +229,10 @@ class RecordOps(ScopeBase):
                 )
             )
         ).first()
+        if existing is not None and existing[1] == RecordState.DESTROYED.value:
+            # a destroyed record leaves a tombstone; the person may open a new record
+            await conn.execute(records.delete().where(records.c.record_id == existing[0]))
+            existing = None
         if existing is not None:
             raise Conflict(
                 f"a record already exists for INS {ins.value} (state {existing[1]}); "
@@ -215,7 +269,11 @@ class RecordOps(ScopeBase):
         async with self.services.engine.begin() as conn:
             record, facts = await self._load_record(conn, record_id)
             read = self.decide(Action.RECORD_READ, facts)
-            decision = self.decide(Action.RECORD_UPDATE, facts)
+            wanted = requested_state(resource)
+            lifecycle = record is not None and wanted is not None and wanted is not record.state
+            decision = self.decide(
+                Action.RECORD_LIFECYCLE if lifecycle else Action.RECORD_UPDATE, facts
+            )
             if record is None or not read:
                 await self.trace(conn, Action.RECORD_UPDATE, record_id if record else None, read)
                 raise NotFound(NOT_FOUND)
@@ -231,12 +289,14 @@ class RecordOps(ScopeBase):
                     "the INS of a record cannot change (it is the record's key)",
                     expression="Patient.identifier",
                 )
-            state = requested_state(resource) or record.state
-            if state is not record.state and self.actor.kind is not ActorKind.PATIENT:
-                raise Forbidden("only the patient closes or reopens their record")
+            state = wanted or record.state
+            if record.state is RecordState.CLOSED and state is RecordState.CLOSED:
+                raise Forbidden("the record is closed: reopen it first")
             now = utcnow()
             version = record.version_id + 1
             emergency = emergency_consents(resource, record.emergency)
+            if emergency != record.emergency and self.actor.kind is not ActorKind.PATIENT:
+                raise Forbidden("only the patient changes their emergency consents")
             updated = replace(
                 record,
                 identity=identity,
@@ -245,6 +305,7 @@ class RecordOps(ScopeBase):
                 version_id=version,
                 last_updated=now,
                 closed_at=(now if state is RecordState.CLOSED else None),
+                treating_physician=treating_physician_of(resource),
             )
             updated = replace(
                 updated,
@@ -324,7 +385,7 @@ class RecordOps(ScopeBase):
                 )
             )
         for bd in criteria.birthdate:
-            conds.append(records.c.birth_date.startswith(bd, autoescape=True))
+            conds.append(_birth_date_condition(bd))
         if criteria.ids:
             conds.append(records.c.record_id.in_(criteria.ids))
         if self.actor.kind is ActorKind.PATIENT:
@@ -357,7 +418,10 @@ class RecordOps(ScopeBase):
                     traces.append((Action.RECORD_READ, record.record_id, read))
                     continue
                 status = self.decide(Action.RECORD_STATUS, facts)
-                if status and exact_ins:
+                # TD0.2 answers by the INS alone: filtering on identity traits would let a
+                # professional without access test them (status only, never an oracle)
+                traits = criteria.family or criteria.given or criteria.birthdate
+                if status and exact_ins and not traits:
                     views.append(RecordView(record, False, "none"))
                     traces.append((Action.RECORD_STATUS, record.record_id, status))
             for action, rid, decision in traces:

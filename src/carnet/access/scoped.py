@@ -6,8 +6,10 @@ to reach records and documents.
 
 from __future__ import annotations
 
-from carnet.access.documents import DocumentOps
+from carnet.access.audit import AuditOps
+from carnet.access.lifecycle import LifecycleOps
+from carnet.access.representatives import RepresentativeOps
 
 
-class Scope(DocumentOps):
+class Scope(LifecycleOps, RepresentativeOps, AuditOps):
     """Every operation on records and documents for one actor."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from carnet.cli import serve, token
+from carnet.cli import audit, lifecycle, notify, serve, token
 
 app = typer.Typer(
     name="carnet",
@@ -15,7 +15,11 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("migrate")(serve.migrate)
+app.command("purge")(lifecycle.purge)
+app.command("backup")(lifecycle.backup)
 app.add_typer(token.app, name="token")
+app.add_typer(audit.app, name="audit")
+app.add_typer(notify.app, name="notify")
 
 
 def main() -> None:

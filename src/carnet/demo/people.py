@@ -85,7 +85,7 @@ PATIENTS = (
 
 PROFESSIONALS = (
     DemoProfessional(
-        "810100000011",
+        "810100000016",
         "BERNARD",
         "Claire",
         "10",
@@ -95,7 +95,7 @@ PROFESSIONALS = (
         "Cabinet du Dr Bernard",
     ),
     DemoProfessional(
-        "810100000029",
+        "810100000024",
         "LEROY",
         "Paul",
         "10",
@@ -105,7 +105,7 @@ PROFESSIONALS = (
         "Hôpital Saint-Louis",
     ),
     DemoProfessional(
-        "810100000037",
+        "810100000032",
         "MOREAU",
         "Hélène",
         "10",
@@ -115,7 +115,7 @@ PROFESSIONALS = (
         "Laboratoire Pasteur-Lumière",
     ),
     DemoProfessional(
-        "810100000045",
+        "810100000040",
         "FAURE",
         "Sophie",
         "21",
@@ -125,7 +125,7 @@ PROFESSIONALS = (
         "Pharmacie du Marché",
     ),
     DemoProfessional(
-        "810100000052",
+        "810100000057",
         "HADDAD",
         "Karim",
         "60",
@@ -135,7 +135,7 @@ PROFESSIONALS = (
         "Cabinet infirmier des Lilas",
     ),
     DemoProfessional(
-        "810100000060",
+        "810100000065",
         "PETIT",
         "Laure",
         "50",
@@ -145,7 +145,7 @@ PROFESSIONALS = (
         "Maternité des Bluets",
     ),
     DemoProfessional(
-        "810100000078",
+        "810100000073",
         "GIRAUD",
         "Marc",
         "40",

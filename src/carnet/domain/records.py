@@ -60,6 +60,7 @@ class Record:
     last_updated: datetime
     closed_at: datetime | None
     resource: bytes
+    treating_physician: str | None = None  # actor id (rpps:…) of the médecin traitant
 
 
 def normalise_name(text: str) -> str:

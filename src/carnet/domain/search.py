@@ -46,6 +46,7 @@ class DocumentCriteria:
     count: int = 20
     cursor: tuple[datetime, str] | None = None
     include_subject: bool = False
+    archived: bool | None = None  # None: leave archived documents out unless named by id
 
 
 @dataclass(slots=True)

@@ -33,7 +33,12 @@ async def create_binary(request: Request) -> Response:
             expression="X-Security-Context",
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+    if (
+        declared
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > settings.max_upload_bytes
+    ):
         raise PayloadTooLarge(
             f"content of {declared} bytes exceeds the {settings.max_upload_bytes}-byte limit"
         )

@@ -35,6 +35,7 @@ DOCREF_SEARCH = {
     "facility": "token",
     "format": "token",
     "security-label": "token",
+    "archived": "token",
 }
 LIST_SEARCH = {
     "patient": "reference",
@@ -44,6 +45,16 @@ LIST_SEARCH = {
     "identifier": "token",
     "source.identifier": "token",
     "status": "token",
+}
+
+AUDIT_SEARCH = {
+    "patient": "reference",
+    "date": "date",
+    "action": "token",
+    "subtype": "token",
+    "outcome": "token",
+    "agent.identifier": "token",
+    "entity": "reference",
 }
 
 
@@ -93,6 +104,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                                 "vread",
                                 "update",
                                 "create",
+                                "delete",
                                 "search-type",
                                 "history-instance",
                             )
@@ -100,6 +112,12 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "versioning": "versioned-update",
                         "conditionalCreate": False,
                         "searchParam": _params(PATIENT_SEARCH),
+                        "operation": [
+                            {
+                                "name": "everything",
+                                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                            }
+                        ],
                     },
                     {
                         "type": "DocumentReference",
@@ -127,6 +145,27 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "type": "List",
                         "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": _params(LIST_SEARCH),
+                    },
+                    {
+                        "type": "RelatedPerson",
+                        "interaction": [
+                            {"code": c} for c in ("create", "delete", "search-type")
+                        ],
+                        "searchParam": _params({"patient": "reference"}),
+                    },
+                    {
+                        "type": "Consent",
+                        "interaction": [
+                            {"code": c}
+                            for c in ("read", "create", "update", "delete", "search-type")
+                        ],
+                        "searchParam": _params({"patient": "reference",
+                                                "patient.identifier": "token"}),
+                    },
+                    {
+                        "type": "AuditEvent",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": _params(AUDIT_SEARCH),
                     },
                     {
                         "type": "Binary",

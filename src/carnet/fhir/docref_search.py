@@ -61,7 +61,16 @@ def criteria_from(request: Request, default_count: int, max_count: int) -> Docum
         count=count(p, default_count, max_count),
         cursor=decode_cursor(p),
         include_subject=bool(include),
+        archived=_archived_param(p.get("archived")),
     )
+
+
+def _archived_param(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    raise InvalidInput("archived must be true or false", expression="archived")
 
 
 async def search_docref(request: Request) -> Response:

@@ -197,7 +197,7 @@ def transaction_response(bundle: dict[str, Any], result: PublishResult, base: st
             }
         elif rtype == "List":
             response = {
-                "status": "201 Created",
+                "status": "201 Created" if any(d.created for d in result.documents) else "200 OK",
                 "location": f"{base}/List/{result.set_id}/_history/1",
                 "etag": etag(1),
             }

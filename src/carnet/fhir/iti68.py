@@ -34,6 +34,15 @@ def _stream(services: Services, h: ContentHandle, start: int, end: int) -> Async
     return gen()
 
 
+def _none_match(header: str | None, tag: str) -> bool:
+    """If-None-Match (RFC 9110 §13.1.2): ``*`` or a list of tags, compared weakly."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(t.strip().removeprefix("W/") == tag for t in header.split(","))
+
+
 async def retrieve(request: Request) -> Response:
     scope = await scope_of(request)
     services = services_of(request)
@@ -51,7 +60,7 @@ async def retrieve(request: Request) -> Response:
             },
             headers={"ETag": tag},
         )
-    if request.headers.get("if-none-match") == tag:
+    if _none_match(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})
     headers = {"ETag": tag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
     range_header = request.headers.get("range")

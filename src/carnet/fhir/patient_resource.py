@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from carnet.access.policy import RecordState
+from carnet.domain.actors import RPPS_SYSTEM
 from carnet.domain.clock import iso
 from carnet.domain.ins import find_ins, parse_ins
 from carnet.domain.records import QUALIFIED, EmergencyConsents, Identity, Record
@@ -117,6 +118,37 @@ def emergency_consents(resource: dict[str, Any], default: EmergencyConsents) -> 
         bris_de_glace=values.get("brisDeGlace", default.bris_de_glace),
         masked=values.get("maskedDocuments", default.masked),
     )
+
+
+def treating_physician_of(resource: dict[str, Any]) -> str | None:
+    """The médecin traitant: ``Patient.generalPractitioner`` naming a professional by RPPS
+    (logical reference by identifier, or a contained Practitioner)."""
+    refs = resource.get("generalPractitioner")
+    if not refs:
+        return None
+    if not isinstance(refs, list):
+        raise UnprocessableEntity("generalPractitioner must be a list", expression="Patient.generalPractitioner")
+    contained = {
+        "#" + str(c.get("id")): c for c in resource.get("contained") or [] if isinstance(c, dict)
+    }
+    for index, ref in enumerate(refs):
+        if not isinstance(ref, dict):
+            continue
+        idents = []
+        if isinstance(ref.get("identifier"), dict):
+            idents.append(ref["identifier"])
+        target = contained.get(str(ref.get("reference") or ""))
+        if target is not None:
+            idents += [i for i in target.get("identifier") or [] if isinstance(i, dict)]
+        for ident in idents:
+            if ident.get("system") == RPPS_SYSTEM and ident.get("value"):
+                return f"rpps:{ident['value']}"
+        raise UnprocessableEntity(
+            "the médecin traitant must be named by RPPS (identifier system "
+            f"{RPPS_SYSTEM})",
+            expression=f"Patient.generalPractitioner[{index}]",
+        )
+    return None
 
 
 def requested_state(resource: dict[str, Any]) -> RecordState | None:

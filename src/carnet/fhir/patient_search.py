@@ -13,7 +13,7 @@ from carnet.access.records import RecordCriteria
 from carnet.fhir.bundles import page_url, searchset
 from carnet.fhir.context import base_url, scope_of
 from carnet.fhir.patient_resource import status_only
-from carnet.fhir.search_params import check_known, count, tokens
+from carnet.fhir.search_params import check_known, count, dates, tokens
 from carnet.fhir.wire import fhir_response
 
 KNOWN = {"identifier", "family", "given", "birthdate", "_id"}
@@ -29,7 +29,7 @@ async def search_patient(request: Request) -> Response:
         identifiers=identifiers,
         family=params.getlist("family"),
         given=params.getlist("given"),
-        birthdate=[b.removeprefix("eq") for b in params.getlist("birthdate")],
+        birthdate=dates(params, "birthdate"),
         ids=[i for v in params.getlist("_id") for i in v.split(",")],
     )
     views = await scope.search_records(criteria)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from carnet.fhir import (
+    audit_search,
     binary_create,
     capability,
+    consent,
     docref_read,
     docref_search,
     docref_update,
@@ -15,9 +17,12 @@ from carnet.fhir import (
     iti105,
     list_search,
     patient_create,
+    patient_delete,
+    patient_everything,
     patient_read,
     patient_search,
     patient_update,
+    related_person,
 )
 
 
@@ -31,7 +36,9 @@ def fhir_router() -> APIRouter:
     add("/Patient", patient_search.search_patient, methods=["GET"])
     add("/Patient/{id}", patient_read.read_patient, methods=["GET"])
     add("/Patient/{id}", patient_update.update_patient, methods=["PUT"])
+    add("/Patient/{id}", patient_delete.destroy_patient, methods=["DELETE"])
     add("/Patient/{id}/_history", patient_read.patient_history, methods=["GET"])
+    add("/Patient/{id}/$everything", patient_everything.everything, methods=["GET"])
     add("/Patient/{id}/_history/{vid}", patient_read.read_patient, methods=["GET"])
     add("/DocumentReference", iti105.simplified_publish, methods=["POST"])
     add("/DocumentReference", docref_search.search_docref, methods=["GET"])
@@ -43,4 +50,13 @@ def fhir_router() -> APIRouter:
     add("/List/{id}", list_search.read_list, methods=["GET"])
     add("/Binary", binary_create.create_binary, methods=["POST"])
     add("/Binary/{id}", iti68.retrieve, methods=["GET"])
+    add("/AuditEvent", audit_search.search_audit_event, methods=["GET"])
+    add("/RelatedPerson", related_person.create_related_person, methods=["POST"])
+    add("/RelatedPerson", related_person.search_related_person, methods=["GET"])
+    add("/RelatedPerson/{id}", related_person.delete_related_person, methods=["DELETE"])
+    add("/Consent", consent.create_consent, methods=["POST"])
+    add("/Consent", consent.search_consent, methods=["GET"])
+    add("/Consent/{id}", consent.read_consent, methods=["GET"])
+    add("/Consent/{id}", consent.update_consent, methods=["PUT"])
+    add("/Consent/{id}", consent.delete_consent, methods=["DELETE"])
     return r

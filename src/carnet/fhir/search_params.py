@@ -87,7 +87,7 @@ def date_range(raw: str, name: str) -> DateRange:
             instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
             lo = to_utc_naive(instant)
             hi = lo + timedelta(seconds=1)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InvalidInput(f"{name}={raw!r} is not a valid date", expression=name) from None
     return DateRange(prefix, lo, hi)
 
@@ -100,7 +100,7 @@ def count(params: QueryParams, default: int, maximum: int) -> int:
     raw = params.get("_count")
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidInput(f"_count={raw!r} must be a non-negative integer", expression="_count")
     return max(1, min(int(raw), maximum))
 

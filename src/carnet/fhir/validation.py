@@ -12,6 +12,7 @@ from typing import Any
 
 from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.list import List as FhirList
 from fhir.resources.R4B.parameters import Parameters
@@ -27,6 +28,7 @@ MODELS: dict[str, Any] = {
     "Binary": Binary,
     "Bundle": Bundle,
     "Parameters": Parameters,
+    "Consent": Consent,
 }
 
 

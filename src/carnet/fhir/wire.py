@@ -43,7 +43,7 @@ def check_accept(request: Request) -> None:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
             f"request body of {int(declared)} bytes exceeds the {limit}-byte limit"
         )
@@ -109,6 +109,8 @@ def parse_if_match(value: str | None) -> int | None:
     if v.startswith("W/"):
         v = v[2:]
     v = v.strip('"')
-    if not v.isdigit():
-        raise InvalidInput(f'If-Match {value!r} is not a version ETag like W/"3"')
+    if not (v.isascii() and v.isdigit()):
+        raise InvalidInput(
+            f'If-Match {value!r} is not a version ETag like W/"3"', expression="If-Match"
+        )
     return int(v)

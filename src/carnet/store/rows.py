@@ -39,6 +39,7 @@ def record_from_row(row: Row[Any]) -> Record:
         last_updated=m["last_updated"],
         closed_at=m["closed_at"],
         resource=bytes(m["resource"]),
+        treating_physician=m["treating_physician"],
     )
 
 
@@ -71,4 +72,5 @@ def record_values(record: Record) -> dict[str, object]:
         "last_updated": record.last_updated,
         "closed_at": record.closed_at,
         "resource": record.resource,
+        "treating_physician": record.treating_physician,
     }

@@ -53,6 +53,7 @@ records = Table(
     Column("created_at", DateTime, nullable=False),
     Column("last_updated", DateTime, nullable=False),
     Column("closed_at", DateTime),
+    Column("treating_physician", String(64)),  # actor id of the médecin traitant
     Column("resource", LargeBinary, nullable=False),
     UniqueConstraint("ins_oid", "ins_value", name="uq_records_ins"),
     Index("ix_records_family_norm", "family_norm"),
@@ -66,14 +67,6 @@ record_history = Table(
     Column("version_id", Integer, primary_key=True),
     Column("last_updated", DateTime, nullable=False),
     Column("resource", LargeBinary, nullable=False),
-)
-
-record_keys = Table(
-    "record_keys",
-    metadata,
-    Column("record_id", ID, primary_key=True),
-    Column("wrapped_key", LargeBinary, nullable=False),
-    Column("created_at", DateTime, nullable=False),
 )
 
 # professionals who opened or fed a record (the access rule of the foundation; the full DMP
@@ -95,6 +88,37 @@ objections = Table(
     Column("recorded_at", DateTime, nullable=False),
     Column("recorded_by", String(64), nullable=False),
     Column("structure", String(64)),
+)
+
+# authorisations and blocks (dmp.md §3): a professional (RPPS) or a care team (structure)
+consents = Table(
+    "consents",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("consent_id", ID, primary_key=True),
+    Column("decision", String(8), nullable=False),  # permit | deny
+    Column("actor_system", String(128), nullable=False),
+    Column("actor_value", String(64), nullable=False),
+    Column("actor_kind", String(16), nullable=False),  # professional | structure
+    Column("status", String(16), nullable=False),  # active | inactive
+    Column("version_id", Integer, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("resource", LargeBinary, nullable=False),
+    Index("ix_consents_actor", "record_id", "actor_value"),
+)
+
+# legal representatives (dmp.md §1): a person (INS) who acts for the patient
+representatives = Table(
+    "representatives",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("representative_ins", String(15), primary_key=True),
+    Column("relationship", String(32), nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_representatives_ins", "representative_ins"),
 )
 
 documents = Table(
@@ -205,4 +229,62 @@ audit_events = Table(
     Column("outcome", String(8), nullable=False),
     Column("rule", String(64)),
     Column("detail", Text),
+    # hash chain per record (docs/traces.md): seq 1, 2, 3… per record_id; hash = SHA-256 of
+    # prev_hash and the event's canonical form. Append-only: triggers of migration 0002 refuse
+    # UPDATE and DELETE (a SQLite batch migration that recreates this table must recreate them).
+    Column("seq", Integer, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("record_id", "seq", name="uq_audit_events_seq"),
+    Index("ix_audit_events_actor", "actor_id", "event_id"),
+)
+
+# -- notifications (docs/notifications.md) ----------------------------------------------------
+# written in the same transaction as the event they tell of, delivered by ``carnet notify run``
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("event_id", String(32), primary_key=True),  # time-ordered
+    Column("kind", String(32), nullable=False),  # emergency_access, access, new_document, digest
+    Column("channel", String(16), nullable=False),  # email, portal
+    Column("recipient", String(64), nullable=False),  # actor id: ins:<INS>, rpps:<RPPS>
+    Column("address", String(320)),  # e-mail address
+    Column("payload", Text, nullable=False),  # JSON
+    # pending, sending, sent, failed (retry due later), dead, skipped, held (for the digest),
+    # digested
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+    Column("lease_until", DateTime),
+    Column("lease_owner", String(64)),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+notification_preferences = Table(
+    "notification_preferences",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("email", String(320)),
+    Column("new_documents", Boolean, nullable=False, default=False),
+    Column("access_mode", String(16), nullable=False, default="digest"),  # immediate, none
+    Column("portal", Boolean, nullable=False, default=True),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+portal_notifications = Table(
+    "portal_notifications",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("notification_id", String(32), primary_key=True),  # the outbox event id
+    Column("recipient", String(64), nullable=False),  # the patient, or the médecin traitant
+    Column("created_at", DateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("read_at", DateTime),
+    Index("ix_portal_notifications_recipient", "recipient", "created_at"),
 )

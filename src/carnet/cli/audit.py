@@ -1,0 +1,127 @@
+"""``carnet audit``: check the traces (docs/traces.md).
+
+``carnet audit verify`` walks every hash chain of the ``audit_events`` table and prints what is
+broken and where. Exit codes: 0 all chains intact, 1 a problem was found, 2 the check could not
+run (configuration, database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from carnet.domain.audit_verify import VerifyReport, count_events, verify_all
+from carnet.errors import CarnetError
+from carnet.settings import Settings
+
+app = typer.Typer(
+    help="Check the traces: every action and denial, hash-chained per record.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]carnet audit verify:[/red] {escape(message)}")
+    return typer.Exit(code=2)
+
+
+def _where(settings: Settings) -> str:
+    url = settings.sqlalchemy_url
+    return url.split("@")[-1] if "@" in url else url.split("///", 1)[-1]
+
+
+async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
+    from carnet.store.db import create_engine
+
+    engine = create_engine(settings)
+    try:
+        total = await count_events(engine)
+        with Progress(
+            TextColumn("verifying traces"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not show_progress,
+        ) as bar:
+            task = bar.add_task("verify", total=total)
+            return await verify_all(engine, progress=lambda n: bar.advance(task, n))
+    finally:
+        await engine.dispose()
+
+
+def _explain(exc: SQLAlchemyError) -> str:
+    text = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
+    low = text.lower()
+    if "no such table" in low or "does not exist" in low or "no such column" in low:
+        return f"the database has no hash-chained traces ({text}); run `carnet migrate` first"
+    return f"cannot read the database: {text}"
+
+
+@app.command("verify")
+def verify(
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, help="List at most this many problems (0: all)."),
+    ] = 100,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress bar (default: when stderr is a terminal).",
+        ),
+    ] = None,
+) -> None:
+    """Recompute every trace chain; list edited, removed or inserted events; exit 1 if any."""
+    try:
+        settings = Settings.from_env()
+    except CarnetError as exc:
+        raise _fail(exc.message) from None
+    if not settings.is_postgresql:
+        path = Path(_where(settings))
+        if not path.exists() and path.name != ":memory:":
+            raise _fail(f"no database at {path} (set CARNET_DATA_DIR or CARNET_DATABASE_URL)")
+    show = err.is_terminal if progress is None else progress
+    try:
+        report = asyncio.run(_run(settings, show))
+    except SQLAlchemyError as exc:
+        raise _fail(_explain(exc)) from None
+    except (OSError, CarnetError) as exc:
+        message = exc.message if isinstance(exc, CarnetError) else str(exc)
+        raise _fail(f"cannot read the database: {message}") from None
+    _print(report, settings, limit)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+def _print(report: VerifyReport, settings: Settings, limit: int) -> None:
+    out.print(f"database: {escape(_where(settings))}")
+    out.print(f"chains checked: {report.chains}")
+    out.print(f"events checked: {report.events}")
+    if report.ok:
+        out.print("[green]all chains intact[/green]")
+        return
+    out.print(
+        f"[red]{len(report.problems)} problem(s) in {len(report.broken_chains)} chain(s)[/red]"
+    )
+    shown = report.problems if limit == 0 else report.problems[:limit]
+    for p in shown:
+        out.print(
+            f"  record {escape(p.chain)} seq {p.seq} event {p.event_id}: "
+            f"[bold]{p.kind.value}[/bold]: {escape(p.message)}"
+        )
+    if len(shown) < len(report.problems):
+        out.print(f"  … and {len(report.problems) - len(shown)} more (--limit 0 lists all)")

@@ -1,0 +1,393 @@
+"""Notifications (dmp.md §5): who is told what, written to the outbox in the caller's transaction.
+
+The patient is told at once of every emergency access (and the médecin traitant too), of other
+professionals' accesses in a daily digest by default (or at once, or not at all, by preference),
+and of new documents if they asked for it. Nothing here sends anything: the rows are written in
+the same transaction as the event they tell of, and ``carnet notify run``
+(:mod:`carnet.notify.worker`) delivers them, so that a notification exists if and only if its
+event was committed. See docs/notifications.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from carnet.domain.actors import AccessMode, Actor, ActorKind
+from carnet.domain.clock import iso, ordered_id, utcnow
+from carnet.errors import InvalidInput
+from carnet.store.tables import notification_preferences, outbox, records
+from carnet.store.upsert import insert_ignore
+
+
+class Kind(StrEnum):
+    EMERGENCY_ACCESS = "emergency_access"
+    ACCESS = "access"
+    NEW_DOCUMENT = "new_document"
+    DIGEST = "digest"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PORTAL = "portal"
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # due at next_attempt_at
+    SENDING = "sending"  # claimed by a worker until lease_until
+    SENT = "sent"
+    FAILED = "failed"  # an attempt failed; retried at next_attempt_at
+    DEAD = "dead"  # given up: too many attempts, or refused for good
+    SKIPPED = "skipped"  # not deliverable by configuration (no SMTP server, no address)
+    HELD = "held"  # an access waiting for the daily digest
+    DIGESTED = "digested"  # an access told in a digest (the digest row is delivered instead)
+
+
+class AccessNotices(StrEnum):
+    """How the patient hears of ordinary professionals' accesses by e-mail."""
+
+    DIGEST = "digest"
+    IMMEDIATE = "immediate"
+    NONE = "none"
+
+
+class Role(StrEnum):
+    """Whom a notification speaks to: it decides the wording (carnet.notify.messages)."""
+
+    PATIENT = "patient"
+    TREATING_PHYSICIAN = "treating_physician"
+
+
+EMERGENCY_MODES: Final = frozenset({AccessMode.BRIS_DE_GLACE, AccessMode.CENTRE_15})
+
+# a document with one of these labels is not told to the patient (nor its title): the patient
+# may not see it yet (INVISIBLE_PATIENT) or their legal representatives, who may read their
+# mail, may not (INVISIBLE_REPRESENTANTS_LEGAUX)
+HIDDEN_FROM_PATIENT: Final = frozenset({"INVISIBLE_PATIENT", "INVISIBLE_REPRESENTANTS_LEGAUX"})
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    email: str | None = None
+    new_documents: bool = False
+    access_mode: AccessNotices = AccessNotices.DIGEST
+    portal: bool = True
+
+
+DEFAULT_PREFERENCES: Final = Preferences()
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One outbox row to write: one person, one channel."""
+
+    actor_id: str
+    channel: Channel
+    address: str | None = None  # e-mail address (channel email)
+    role: Role = Role.PATIENT
+    held: bool = False  # wait for the daily digest instead of being delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A professional to tell, e.g. the médecin traitant: an actor id and, if known, an
+    e-mail address (MSSanté)."""
+
+    actor_id: str
+    email: str | None = None
+    name: str | None = None
+
+
+class _Unset:
+    pass
+
+
+UNSET: Final = _Unset()
+
+
+def check_email(value: str) -> str:
+    """A plausible single address, never anything that could smuggle a mail header."""
+    v = value.strip()
+    local, at, domain = v.rpartition("@")
+    if (
+        not at
+        or not local
+        or "." not in domain
+        or len(v) > 320
+        or any(c.isspace() or c in "<>,;\"'()[]\\" or ord(c) < 32 for c in v)
+    ):
+        raise InvalidInput(f"not an e-mail address: {value!r}", expression="telecom")
+    return v
+
+
+# -- preferences --------------------------------------------------------------------------------
+async def get_preferences(conn: AsyncConnection, record_id: str) -> Preferences:
+    row = (
+        await conn.execute(
+            select(notification_preferences).where(
+                notification_preferences.c.record_id == record_id
+            )
+        )
+    ).first()
+    if row is None:
+        return DEFAULT_PREFERENCES
+    m = row._mapping
+    return Preferences(
+        email=m["email"],
+        new_documents=bool(m["new_documents"]),
+        access_mode=AccessNotices(m["access_mode"]),
+        portal=bool(m["portal"]),
+    )
+
+
+async def set_preferences(
+    conn: AsyncConnection,
+    record_id: str,
+    *,
+    email: str | _Unset | None = UNSET,
+    new_documents: bool | _Unset = UNSET,
+    access_mode: AccessNotices | str | _Unset = UNSET,
+    portal: bool | _Unset = UNSET,
+) -> Preferences:
+    """Change the given preferences of a record (the others keep their value) in the caller's
+    transaction. ``email=None`` removes the address; Patient.telecom (system email) feeds it."""
+    changes: dict[str, Any] = {}
+    if not isinstance(email, _Unset):
+        changes["email"] = check_email(email) if email else None
+    if not isinstance(new_documents, _Unset):
+        changes["new_documents"] = bool(new_documents)
+    if not isinstance(access_mode, _Unset):
+        try:
+            changes["access_mode"] = AccessNotices(access_mode).value
+        except ValueError:
+            raise InvalidInput(
+                f"access notifications are digest, immediate or none, not {access_mode!r}"
+            ) from None
+    if not isinstance(portal, _Unset):
+        changes["portal"] = bool(portal)
+    now = utcnow()
+    d = DEFAULT_PREFERENCES
+    inserted = await insert_ignore(
+        conn,
+        notification_preferences,
+        {
+            "record_id": record_id,
+            "email": d.email,
+            "new_documents": d.new_documents,
+            "access_mode": d.access_mode.value,
+            "portal": d.portal,
+            "updated_at": now,
+            **changes,
+        },
+    )
+    if not inserted and changes:
+        await conn.execute(
+            update(notification_preferences)
+            .where(notification_preferences.c.record_id == record_id)
+            .values(**changes, updated_at=now)
+        )
+    return await get_preferences(conn, record_id)
+
+
+# -- the outbox ---------------------------------------------------------------------------------
+async def notify(
+    conn: AsyncConnection,
+    *,
+    record_id: str,
+    kind: Kind | str,
+    payload: Mapping[str, Any],
+    recipients: Sequence[Recipient],
+    now: datetime | None = None,
+) -> list[str]:
+    """Write one outbox row per recipient in the caller's transaction (no commit here).
+
+    Returns the rows' event ids. Each row's payload is ``payload`` plus ``"to"``: the role of
+    its recipient, which picks the wording.
+    """
+    if not recipients:
+        return []
+    at = now or utcnow()
+    rows: list[dict[str, Any]] = []
+    for r in recipients:
+        if r.channel is Channel.EMAIL and not r.address:
+            continue  # nobody to write to
+        rows.append(
+            {
+                "record_id": record_id,
+                "event_id": ordered_id(),
+                "kind": str(kind),
+                "channel": r.channel.value,
+                "recipient": r.actor_id,
+                "address": r.address,
+                "payload": orjson.dumps({**payload, "to": r.role.value}).decode(),
+                "status": (Status.HELD if r.held else Status.PENDING).value,
+                "attempts": 0,
+                "next_attempt_at": at,
+                "last_error": None,
+                "created_at": at,
+                "sent_at": None,
+                "lease_until": None,
+                "lease_owner": None,
+            }
+        )
+    if rows:
+        await conn.execute(outbox.insert(), rows)
+    return [str(r["event_id"]) for r in rows]
+
+
+async def patient_of(conn: AsyncConnection, record_id: str) -> str:
+    """The patient's actor id (``ins:<INS>``) of a record."""
+    ins = (
+        await conn.execute(select(records.c.ins_value).where(records.c.record_id == record_id))
+    ).scalar_one_or_none()
+    return f"ins:{ins}" if ins else f"record:{record_id}"
+
+
+def actor_payload(actor: Actor) -> dict[str, Any]:
+    """Who acted, as told to the patient: identity, profession, structure (never a reason: it
+    may be medical)."""
+    return {
+        "id": actor.id,
+        "name": actor.name,
+        "rpps": actor.rpps,
+        "profession": actor.profession,
+        "specialty": actor.specialty,
+        "structure": actor.structure,
+    }
+
+
+def document_title(resource: bytes | Mapping[str, Any]) -> str | None:
+    """A DocumentReference's title (``content[0].attachment.title``, else ``description``)."""
+    try:
+        doc = orjson.loads(resource) if isinstance(resource, bytes) else resource
+        content = doc.get("content") or [{}]
+        title = (content[0].get("attachment") or {}).get("title") or doc.get("description")
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        return None
+    return str(title)[:200] if title else None
+
+
+def _contact(value: str | Contact | None) -> Contact | None:
+    if value is None or isinstance(value, Contact):
+        return value
+    return Contact(actor_id=value)
+
+
+# -- the policy: who is told what ---------------------------------------------------------------
+async def on_access(
+    conn: AsyncConnection,
+    actor: Actor,
+    record_id: str,
+    doc_id: str | None = None,
+    treating_physician: str | Contact | None = None,
+    *,
+    title: str | None = None,
+    labels: Iterable[str] = (),
+    now: datetime | None = None,
+) -> list[str]:
+    """A professional read the record (``doc_id``: which document, ``title`` and ``labels``:
+    its title, for the portal only, and its confidentiality codes). Call it in the transaction
+    of the read. Patients' own reads and systems tell nobody. The access to a document hidden
+    from the patient is told without naming the document.
+
+    - emergency access (bris de glace, centre 15): at once, whatever the preferences, by e-mail
+      if the patient gave an address and in the portal; and the médecin traitant (an actor id,
+      or a :class:`Contact` with an e-mail address) in their portal and by e-mail if known;
+    - any other access: by e-mail in the daily digest (default), at once, or not at all
+      (preference ``access_mode``), and in the portal if the patient keeps it on.
+    """
+    if actor.kind is not ActorKind.PROFESSIONAL:
+        return []
+    at = now or utcnow()
+    if HIDDEN_FROM_PATIENT & set(labels):
+        doc_id = title = None
+    prefs = await get_preferences(conn, record_id)
+    patient = await patient_of(conn, record_id)
+    payload: dict[str, Any] = {
+        "actor": actor_payload(actor),
+        "mode": actor.mode.value,
+        "at": iso(at),
+        "doc_id": doc_id,
+        "title": title,  # portal only: never in an e-mail
+    }
+    recipients: list[Recipient] = []
+    if actor.mode in EMERGENCY_MODES:
+        kind = Kind.EMERGENCY_ACCESS
+        if prefs.email:
+            recipients.append(Recipient(patient, Channel.EMAIL, prefs.email))
+        recipients.append(Recipient(patient, Channel.PORTAL))
+        doctor = _contact(treating_physician)
+        if doctor is not None and doctor.actor_id != actor.id:
+            payload["patient"] = patient
+            recipients.append(
+                Recipient(doctor.actor_id, Channel.PORTAL, role=Role.TREATING_PHYSICIAN)
+            )
+            if doctor.email:
+                recipients.append(
+                    Recipient(
+                        doctor.actor_id,
+                        Channel.EMAIL,
+                        check_email(doctor.email),
+                        role=Role.TREATING_PHYSICIAN,
+                    )
+                )
+    else:
+        kind = Kind.ACCESS
+        if prefs.email and prefs.access_mode is not AccessNotices.NONE:
+            held = prefs.access_mode is AccessNotices.DIGEST
+            recipients.append(Recipient(patient, Channel.EMAIL, prefs.email, held=held))
+        if prefs.portal:
+            recipients.append(Recipient(patient, Channel.PORTAL))
+    return await notify(
+        conn, record_id=record_id, kind=kind, payload=payload, recipients=recipients, now=at
+    )
+
+
+async def on_new_document(
+    conn: AsyncConnection,
+    actor: Actor,
+    record_id: str,
+    doc_id: str,
+    title: str | None,
+    *,
+    labels: Iterable[str] = (),
+    now: datetime | None = None,
+) -> list[str]:
+    """A document was added to the record: the patient is told only if they asked for it
+    (preference ``new_documents``), and never of a document hidden from them (``labels``).
+    The e-mail never carries the title; the portal may."""
+    if HIDDEN_FROM_PATIENT & set(labels):
+        return []
+    at = now or utcnow()
+    prefs = await get_preferences(conn, record_id)
+    if not prefs.new_documents:
+        return []
+    patient = await patient_of(conn, record_id)
+    if actor.id == patient:
+        return []  # the patient added it themselves
+    recipients: list[Recipient] = []
+    if prefs.email:
+        recipients.append(Recipient(patient, Channel.EMAIL, prefs.email))
+    if prefs.portal:
+        recipients.append(Recipient(patient, Channel.PORTAL))
+    payload = {
+        "actor": actor_payload(actor),
+        "at": iso(at),
+        "doc_id": doc_id,
+        "title": title,  # portal only
+    }
+    return await notify(
+        conn,
+        record_id=record_id,
+        kind=Kind.NEW_DOCUMENT,
+        payload=payload,
+        recipients=recipients,
+        now=at,
+    )

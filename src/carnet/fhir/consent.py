@@ -1,0 +1,80 @@
+"""Consent at /fhir/Consent (FHIR R4 Consent create, read, search, update, delete;
+http://hl7.org/fhir/R4/consent.html): authorisations, blocks, care teams and emergency consents
+(DMP TD0.3; contract in docs/consents.md and carnet/fhir/consent_resource.py)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.errors import InvalidInput
+from carnet.fhir.bundles import page_url, searchset
+from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.search_params import check_known, references, tokens
+from carnet.fhir.validation import validate
+from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
+
+import orjson
+
+
+def _etag(body: dict[str, object]) -> dict[str, str]:
+    meta = body.get("meta")
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return {"ETag": etag(int(str(version)))} if str(version).isdigit() else {}
+
+
+async def create_consent(request: Request) -> Response:
+    scope = await scope_of(request)
+    resource = await read_resource(request, services_of(request).settings.max_upload_bytes,
+                                   "Consent")
+    validate(resource)
+    body = await scope.create_consent(resource)
+    location = f"{base_url(request)}/Consent/{body['id']}"
+    return fhir_response(body, status=201, headers={"Location": location, **_etag(body)})
+
+
+async def read_consent(request: Request) -> Response:
+    scope = await scope_of(request)
+    body = await scope.read_consent(request.path_params["id"])
+    return fhir_response(body, headers=_etag(body))
+
+
+async def search_consent(request: Request) -> Response:
+    scope = await scope_of(request)
+    p = request.query_params
+    check_known(p, {"patient", "patient.identifier"}, "Consent")
+    ids = [i for group in references(p, "patient", "Patient") for i in group]
+    idents = [t for group in tokens(p, "patient.identifier") for t in group]
+    if idents:
+        from carnet.access.records import RecordCriteria
+
+        views = await scope.search_records(
+            RecordCriteria(identifiers=[(t.system, t.code) for t in idents]))
+        ids += [v.record.record_id for v in views]
+    if not ids:
+        raise InvalidInput("Consent search needs patient or patient.identifier",
+                           expression="patient")
+    found = await scope.search_consents(ids)
+    base = base_url(request)
+    return fhir_response(searchset(
+        self_url=page_url(f"{base}/Consent", p, None), next_url=None, total=len(found),
+        matches=[(f"{base}/Consent/{c['id']}", orjson.dumps(c)) for c in found]))
+
+
+async def update_consent(request: Request) -> Response:
+    scope = await scope_of(request)
+    cid = request.path_params["id"]
+    resource = await read_resource(request, services_of(request).settings.max_upload_bytes,
+                                   "Consent")
+    if resource.get("id") not in (None, cid):
+        raise InvalidInput(f"the resource id {resource.get('id')!r} does not match the URL",
+                           expression="Consent.id")
+    validate(resource)
+    body = await scope.update_consent(cid, resource, parse_if_match(request.headers.get("if-match")))
+    return fhir_response(body, headers=_etag(body))
+
+
+async def delete_consent(request: Request) -> Response:
+    scope = await scope_of(request)
+    body = await scope.revoke_consent(request.path_params["id"])
+    return fhir_response(body, headers=_etag(body))

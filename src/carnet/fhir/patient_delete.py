@@ -1,0 +1,17 @@
+"""DELETE /fhir/Patient/{id}: destroy a record on the patient's request (dmp.md §2; FHIR R4
+delete, http://hl7.org/fhir/R4/http.html#delete). Irreversible: the record's key is destroyed.
+Answers the tombstone (state ``destroyed``)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from carnet.fhir.context import scope_of
+from carnet.fhir.wire import fhir_response
+
+
+async def destroy_patient(request: Request) -> Response:
+    scope = await scope_of(request)
+    tomb = await scope.destroy_record(request.path_params["id"])
+    return fhir_response(tomb.resource)

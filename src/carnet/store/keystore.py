@@ -1,0 +1,78 @@
+"""The key store: record keys, wrapped by the master key, kept apart from the data.
+
+Destroying a record must leave nothing of its content readable, backups included (dmp.md §2).
+Content is encrypted with the record's own key, so destroying that key destroys the content —
+provided the key is not also in the data backups. The keys therefore live in their own store
+(by default ``keys.sqlite`` beside the data, or ``CARNET_KEYSTORE_URL``), which ``carnet backup``
+leaves out: a data backup holds only ciphertext. The key store is backed up on its own schedule;
+its retention bounds how long a destroyed record's key may survive (docs/lifecycle.md).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from carnet.domain.clock import utcnow
+from carnet.settings import Settings, normalise_database_url
+from carnet.store.db import _sqlite_pragmas
+
+key_metadata = MetaData()
+keys_table = Table(
+    "record_keys",
+    key_metadata,
+    Column("record_id", String(64), primary_key=True),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+
+def keystore_url(settings: Settings) -> str:
+    if settings.keystore_url:
+        return normalise_database_url(settings.keystore_url)
+    return f"sqlite+aiosqlite:///{(settings.data_dir / 'keys.sqlite').resolve()}"
+
+
+class KeyStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, settings: Settings) -> KeyStore:
+        url = keystore_url(settings)
+        if url.startswith("sqlite"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+            from sqlalchemy import event
+
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_async_engine(url, pool_size=settings.db_pool_size)
+        async with engine.begin() as conn:
+            await conn.run_sync(key_metadata.create_all)
+        return cls(engine)
+
+    async def put(self, record_id: str, wrapped: bytes) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                keys_table.insert().values(
+                    record_id=record_id, wrapped_key=wrapped, created_at=utcnow()
+                )
+            )
+
+    async def get(self, record_id: str) -> bytes | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(keys_table.c.wrapped_key).where(keys_table.c.record_id == record_id)
+                )
+            ).first()
+        return bytes(row[0]) if row else None
+
+    async def delete(self, record_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(keys_table).where(keys_table.c.record_id == record_id))
+        return bool(result.rowcount)
+
+    async def close(self) -> None:
+        await self.engine.dispose()

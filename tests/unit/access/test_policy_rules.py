@@ -1,0 +1,176 @@
+"""Each rule of dmp.md §3, in its order, table-driven against the pure policy function."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+
+from carnet.access.policy import (
+    Action,
+    DocumentFacts,
+    RecordFacts,
+    RecordState,
+    decide,
+)
+from carnet.domain.actors import AccessMode, Actor, ActorKind
+
+NOW = datetime(2026, 11, 23, 12, 0)
+INS = "258037505612368"
+OTHER_INS = "192116912304554"
+
+PATIENT = Actor(ActorKind.PATIENT, "p", "t", ins=INS)
+STRANGER = Actor(ActorKind.PATIENT, "s", "t", ins=OTHER_INS)
+REP = Actor(ActorKind.PATIENT, "r", "t", ins=OTHER_INS)
+GP = Actor(ActorKind.PROFESSIONAL, "gp", "t", rpps="810100000016", profession="10", specialty="SM54")
+NURSE = Actor(ActorKind.PROFESSIONAL, "n", "t", rpps="810100000057", profession="60")
+DENTIST = Actor(ActorKind.PROFESSIONAL, "d", "t", rpps="810100000073", profession="40")
+BDG = replace(GP, mode=AccessMode.BRIS_DE_GLACE, reason="coma, urgences")
+BDG_NO_REASON = replace(GP, mode=AccessMode.BRIS_DE_GLACE, reason=None)
+C15 = replace(GP, mode=AccessMode.CENTRE_15)
+OPERATOR = Actor(ActorKind.OPERATOR, "op", "t")
+
+REC = RecordFacts("r1", RecordState.ACTIVE, INS, now=NOW)
+AUTH = replace(REC, authorised=True)
+DOC = DocumentFacts("d1", "current", "rpps:899700218896", frozenset({"N"}), type_code="11488-4",
+                    class_code="10", added_at=NOW - timedelta(days=60))
+
+
+def matrix(profession: str | None, specialty: str | None, type_code: str | None,
+           class_code: str | None) -> bool:
+    """A small matrix for these tests: nurses do not read consultation notes."""
+    return not (profession == "60" and type_code == "11488-4")
+
+
+def labelled(*labels: str, **kw: object) -> DocumentFacts:
+    return replace(DOC, labels=frozenset(labels), **kw)  # type: ignore[arg-type]
+
+
+CASES: list[tuple[str, Actor, Action, RecordFacts | None, DocumentFacts | None, bool, str]] = [
+    # rule 1: missing, destroyed, closed
+    ("missing record", GP, Action.DOCUMENT_READ, None, DOC, False, "record-missing"),
+    ("destroyed record", PATIENT, Action.RECORD_READ,
+     replace(REC, state=RecordState.DESTROYED), None, False, "record-missing"),
+    ("closed: professional reads nothing", GP, Action.DOCUMENT_READ,
+     replace(AUTH, state=RecordState.CLOSED), DOC, False, "record-closed"),
+    ("closed: professional learns the status", GP, Action.RECORD_STATUS,
+     replace(AUTH, state=RecordState.CLOSED), None, True, "record-closed"),
+    ("closed: the patient still reads", PATIENT, Action.DOCUMENT_READ,
+     replace(REC, state=RecordState.CLOSED), DOC, True, "patient"),
+    ("closed: a representative does not", REP, Action.DOCUMENT_READ,
+     replace(REC, state=RecordState.CLOSED, is_representative=True), DOC, False, "record-closed"),
+    # rule 2: deleted documents
+    ("deleted: not even the patient", PATIENT, Action.DOCUMENT_READ, REC,
+     replace(DOC, status="entered-in-error"), False, "document-deleted"),
+    ("deleted: not even the author", replace(GP, rpps="899700218896"), Action.DOCUMENT_READ, AUTH,
+     replace(DOC, status="entered-in-error"), False, "document-deleted"),
+    ("archived documents stay readable", PATIENT, Action.DOCUMENT_READ, REC,
+     replace(DOC, archived=True), True, "patient"),
+    # rule 3: the patient
+    ("patient reads own", PATIENT, Action.DOCUMENT_READ, REC, DOC, True, "patient"),
+    ("patient reads a masked document", PATIENT, Action.DOCUMENT_READ, REC,
+     labelled("MASQUE_PS"), True, "patient"),
+    ("INVISIBLE_PATIENT within the month", PATIENT, Action.DOCUMENT_READ, REC,
+     labelled("INVISIBLE_PATIENT", added_at=NOW - timedelta(days=3)), False, "patient"),
+    ("INVISIBLE_PATIENT lifts after a month", PATIENT, Action.DOCUMENT_READ, REC,
+     labelled("INVISIBLE_PATIENT", added_at=NOW - timedelta(days=31)), True, "patient"),
+    ("another patient's record", STRANGER, Action.DOCUMENT_READ, REC, DOC, False, "patient"),
+    ("patient adds class 90", PATIENT, Action.DOCUMENT_CREATE, REC,
+     replace(DOC, class_code="90"), True, "patient"),
+    ("patient adds no other class", PATIENT, Action.DOCUMENT_CREATE, REC, DOC, False, "patient"),
+    ("patient closes", PATIENT, Action.RECORD_LIFECYCLE, REC, None, True, "patient"),
+    ("patient masks", PATIENT, Action.DOCUMENT_MASK, REC, DOC, True, "patient"),
+    ("patient manages consents", PATIENT, Action.CONSENT_WRITE, REC, None, True, "patient"),
+    # rule 4: legal representatives
+    ("representative reads", REP, Action.DOCUMENT_READ, replace(REC, is_representative=True),
+     DOC, True, "legal-representative"),
+    ("representative: INVISIBLE_REPRESENTANTS_LEGAUX", REP, Action.DOCUMENT_READ,
+     replace(REC, is_representative=True), labelled("INVISIBLE_REPRESENTANTS_LEGAUX"), False,
+     "legal-representative"),
+    ("representative does not destroy", REP, Action.RECORD_LIFECYCLE,
+     replace(REC, is_representative=True), None, False, "legal-representative"),
+    # rule 5: professionals in normal mode
+    ("blocked: no read", GP, Action.DOCUMENT_READ, replace(AUTH, blocked=True), DOC, False,
+     "blocked"),
+    ("blocked: still adds", GP, Action.DOCUMENT_CREATE, replace(REC, blocked=True), DOC, True,
+     "professional-feeds"),
+    ("not authorised", GP, Action.DOCUMENT_READ, REC, DOC, False, "not-authorised"),
+    ("not authorised: status only", GP, Action.RECORD_STATUS, REC, None, True,
+     "professional-status"),
+    ("authorised reads", GP, Action.DOCUMENT_READ, AUTH, DOC, True, "authorised"),
+    ("médecin traitant is authorised", GP, Action.DOCUMENT_READ,
+     replace(REC, is_treating_physician=True), DOC, True, "authorised"),
+    ("matrix refuses", NURSE, Action.DOCUMENT_READ, AUTH, DOC, False, "matrix"),
+    ("masked from professionals", GP, Action.DOCUMENT_READ, AUTH, labelled("MASQUE_PS"), False,
+     "masked"),
+    ("masked: médecin traitant reads", GP, Action.DOCUMENT_READ,
+     replace(AUTH, is_treating_physician=True), labelled("MASQUE_PS"), True, "authorised"),
+    ("professional does not mask", GP, Action.DOCUMENT_MASK, AUTH, DOC, False, "patient-only"),
+    ("professional does not block", GP, Action.CONSENT_WRITE, AUTH, None, False, "patient-only"),
+    ("professional records an authorisation", GP, Action.CONSENT_AUTHORISE, REC, None, True,
+     "consent"),
+    ("blocked professional cannot authorise", GP, Action.CONSENT_AUTHORISE,
+     replace(REC, blocked=True), None, False, "blocked"),
+    # rule 6: bris de glace
+    ("bris de glace without authorisation", BDG, Action.DOCUMENT_READ, REC, DOC, True,
+     "bris-de-glace"),
+    ("bris de glace refused by the patient", BDG, Action.DOCUMENT_READ,
+     replace(REC, allows_bris_de_glace=False), DOC, False, "bris-de-glace"),
+    ("bris de glace needs a reason", BDG_NO_REASON, Action.DOCUMENT_READ, REC, DOC, False,
+     "bris-de-glace"),
+    ("bris de glace keeps the matrix", replace(NURSE, mode=AccessMode.BRIS_DE_GLACE, reason="x"),
+     Action.DOCUMENT_READ, REC, DOC, False, "matrix"),
+    ("bris de glace: masked refused by default", BDG, Action.DOCUMENT_READ, REC,
+     labelled("MASQUE_PS"), False, "masked"),
+    ("bris de glace: masked allowed by the patient", BDG, Action.DOCUMENT_READ,
+     replace(REC, allows_masked_in_emergency=True), labelled("MASQUE_PS"), True, "bris-de-glace"),
+    ("bris de glace: blocked stays blocked", BDG, Action.DOCUMENT_READ,
+     replace(REC, blocked=True), DOC, False, "blocked"),
+    # rule 7: centre 15
+    ("centre 15 without authorisation", C15, Action.DOCUMENT_READ, REC, DOC, True, "centre-15"),
+    ("centre 15 refused by the patient", C15, Action.DOCUMENT_READ,
+     replace(REC, allows_centre15=False), DOC, False, "centre-15"),
+    # rule 8: the author
+    ("author reads without authorisation", replace(GP, rpps="899700218896"),
+     Action.DOCUMENT_READ, REC, DOC, True, "document-author"),
+    ("author reads a masked document", replace(GP, rpps="899700218896"), Action.DOCUMENT_READ,
+     REC, labelled("MASQUE_PS"), True, "document-author"),
+    ("only the author replaces", GP, Action.DOCUMENT_REPLACE, AUTH, DOC, False,
+     "document-author"),
+    ("the author replaces", replace(GP, rpps="899700218896"), Action.DOCUMENT_REPLACE, REC, DOC,
+     True, "document-author"),
+    # others
+    ("the operator reads no medical data", OPERATOR, Action.DOCUMENT_READ, REC, DOC, False,
+     "default-deny"),
+    ("a professional opens a record", GP, Action.RECORD_CREATE, REC, None, True,
+     "professional-opens"),
+    ("a patient opens only their own", STRANGER, Action.RECORD_CREATE, REC, None, False,
+     "patient"),
+]
+
+
+@pytest.mark.parametrize(
+    ("actor", "action", "record", "document", "allowed", "rule"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_rule(actor: Actor, action: Action, record: RecordFacts | None,
+              document: DocumentFacts | None, allowed: bool, rule: str) -> None:
+    decision = decide(actor, action, record, document, matrix=matrix)
+    assert decision.allowed is allowed, decision
+    assert decision.rule == rule, decision
+    assert decision.reason
+
+
+def test_matrix_defaults_to_deny() -> None:
+    """Forgetting the matrix fails closed."""
+    assert not decide(GP, Action.DOCUMENT_READ, AUTH, DOC)
+
+
+def test_every_rule_of_the_module_is_exercised() -> None:
+    rules = {c[6] for c in CASES}
+    for rule in ("record-missing", "record-closed", "document-deleted", "patient",
+                 "legal-representative", "blocked", "document-author", "not-authorised",
+                 "matrix", "masked", "bris-de-glace", "centre-15"):
+        assert rule in rules
