@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carnet.access.matrix import AccessMatrix, load_matrix
 from carnet.errors import NotFound
 from carnet.settings import Settings
 from carnet.store.content import FileContentStore
@@ -56,24 +56,13 @@ class KeyRing:
         self._cache.pop(record_id, None)
 
 
-def _load_matrix(settings: Settings) -> Any:
-    try:
-        from carnet.access.matrix import load_matrix  # TEMPORARY guard while it is written
-    except ImportError:  # pragma: no cover
-        class _Open:
-            def allows(self, *_a: Any) -> bool:
-                return True
-        return _Open()
-    return load_matrix(settings.access_matrix)
-
-
 @dataclass
 class Services:
     settings: Settings
     engine: AsyncEngine
     content: FileContentStore
     keys: KeyRing
-    matrix: Any  # carnet.access.matrix.AccessMatrix
+    matrix: AccessMatrix
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -86,7 +75,7 @@ class Services:
             engine=engine,
             content=FileContentStore(settings.content_dir),
             keys=KeyRing(master, await KeyStore.open(settings)),
-            matrix=_load_matrix(settings),
+            matrix=load_matrix(settings.access_matrix),
         )
 
     async def close(self) -> None:

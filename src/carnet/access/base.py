@@ -7,6 +7,10 @@ it touches, and writes the trace in the same transaction as the read or the writ
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +26,8 @@ from carnet.store.tables import consents, record_professionals, records, represe
 
 NOT_FOUND = "no such resource, or no access to it"
 
+log = logging.getLogger("carnet.access")
+
 
 def record_id_of(resource_id: str) -> str:
     """Resource ids are routable: ``<record id>-<suffix>`` (see store/tables.py)."""
@@ -34,6 +40,7 @@ class ScopeBase:
         self.actor = actor
         self.base_url = base_url.rstrip("/")
         self.settings = services.settings
+        self._denials: list[dict[str, object]] | None = None  # see transaction()
 
     # -- facts -------------------------------------------------------------------------------
     async def _relations(self, conn: AsyncConnection, record_id: str) -> frozenset[Relation]:
@@ -124,20 +131,46 @@ class ScopeBase:
         detail: str | None = None,
         outcome: str | None = None,
     ) -> None:
-        await write_traces(
-            conn,
-            [
-                trace_row(
-                    self.actor,
-                    action,
-                    record_id,
-                    decision=decision,
-                    doc_id=doc_id,
-                    detail=detail,
-                    outcome=outcome,
-                )
-            ],
+        row = trace_row(
+            self.actor,
+            action,
+            record_id,
+            decision=decision,
+            doc_id=doc_id,
+            detail=detail,
+            outcome=outcome,
         )
+        await write_traces(conn, [row])
+        if self._denials is not None and row["outcome"] == "deny":
+            self._denials.append(row)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``engine.begin()`` for an operation that may trace a denial and then raise.
+
+        The raise rolls the transaction back, and the denial's trace with it: the denials
+        traced in the transaction are then written again in a transaction of their own
+        (dmp.md §5: every denial is traced), and the error goes on.
+        """
+        outer = self._denials
+        denials: list[dict[str, object]] = []
+        self._denials = denials
+        try:
+            async with self.services.engine.begin() as conn:
+                yield conn
+        except Exception:
+            if denials:
+                await self._keep_denials(denials)
+            raise
+        finally:
+            self._denials = outer
+
+    async def _keep_denials(self, rows: list[dict[str, object]]) -> None:
+        try:
+            async with self.services.engine.begin() as conn:
+                await write_traces(conn, rows)
+        except Exception:  # the original error matters more; this one is logged
+            log.exception("could not keep %d denial trace(s) of %s", len(rows), self.actor.id)
 
     async def deny(
         self,

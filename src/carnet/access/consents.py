@@ -57,7 +57,7 @@ class ConsentOps(DocumentOps):
 
     async def create_consent(self, resource: dict[str, Any]) -> dict[str, Any]:
         parsed = parse_consent(resource)
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             record, facts = await self._consent_target(conn, resource)
             action = self._consent_action(parsed)
             decision = self.decide(action, facts)
@@ -192,7 +192,7 @@ class ConsentOps(DocumentOps):
     async def revoke_consent(self, consent_id: str, if_match: int | None = None) -> dict[str, Any]:
         """DELETE, or PUT with status inactive: the consent stops applying."""
         rid = record_id_of(consent_id)
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             record, facts = await self._load_record(conn, rid)
             decision = self.decide(Action.CONSENT_WRITE, facts)
             if record is None or not decision:
@@ -236,7 +236,7 @@ class ConsentOps(DocumentOps):
                 raise UnprocessableEntity(
                     f"Consent/{consent_id} is the {purpose} emergency consent",
                     expression="Consent.provision.purpose")
-            async with self.services.engine.begin() as conn:
+            async with self.transaction() as conn:
                 record, facts = await self._load_record(conn, record_id_of(consent_id))
                 decision = self.decide(Action.CONSENT_WRITE, facts)
                 if record is None or not decision:

@@ -306,7 +306,7 @@ class DocumentOps(RecordOps):
             rid, set_id, sub.submission_set.key if sub.submission_set else None, [], []
         )
         try:
-            async with self.services.engine.begin() as conn:
+            async with self.transaction() as conn:
                 for doc, info, writer in written:
                     published = await self._store_document(
                         conn, record, ids[id(doc)], doc, info, now, set_id, sub, result
@@ -746,7 +746,7 @@ class DocumentOps(RecordOps):
 
     # -- reads ---------------------------------------------------------------------------------
     async def read_document(self, doc_id: str, version: int | None = None) -> StoredDocument:
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             doc, record, facts = await self._load_document(conn, doc_id)
             if doc is None or record is None:
                 raise NotFound(NOT_FOUND)
@@ -810,7 +810,7 @@ class DocumentOps(RecordOps):
     async def open_content(self, binary_id: str) -> ContentHandle:
         """Access-checked handle on a Binary's content (ITI-68)."""
         rid = record_id_of(binary_id)
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             row = (
                 await conn.execute(
                     select(
@@ -877,7 +877,7 @@ class DocumentOps(RecordOps):
         """TD3.3: the author changes the status (deletes: entered-in-error), archives
         (extension ``dmp-archived``) and sets the ``INVISIBLE_*`` flags; the patient masks or
         unmasks (``MASQUE_PS``). Each change is decided on its own; nothing else may change."""
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             doc, record, facts = await self._load_document(conn, doc_id)
             read = self.decide(Action.DOCUMENT_READ, facts, doc.facts) if doc else None
             if doc is None or record is None or not read:

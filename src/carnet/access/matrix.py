@@ -216,7 +216,8 @@ class AccessMatrix:
             )
         column = self.column_for(row, profession, specialty)
         if column is None:
-            who = repr(_normalise_profession(profession)) if profession else "none given"
+            given = _normalise_profession(profession)
+            who = repr(given) if given else "(none given)"
             return f"denied: {row.describe()} has no column for profession {who}"
         verdict = "allowed" if row.allowed[column] else "denied"
         cell = "Y" if row.allowed[column] else "N"
@@ -239,6 +240,7 @@ def _check_same_answers(row: MatrixRow, other: MatrixRow) -> None:
 @dataclass(frozen=True)
 class _Parsed:
     name: str
+    header_line: int
     columns: tuple[str, ...]
     rows: tuple[MatrixRow, ...]
 
@@ -294,7 +296,7 @@ def _parse(text: str, name: str) -> _Parsed:
         raise fail(reader.line_num, f"not valid CSV: {e}") from e
     if header is None:
         raise fail(1, f"empty file: no header ({_EXPECTED_HEADER})")
-    return _Parsed(name, tuple(header), tuple(rows))
+    return _Parsed(name, header_line, tuple(header), tuple(rows))
 
 
 def _check_header(header: list[str], name: str, line: int) -> None:
@@ -394,9 +396,9 @@ def load_matrix(override: Path | None = None) -> AccessMatrix:
     missing = [p for p in packaged.professions if p not in operator.columns]
     if missing:
         raise ConfigurationError(
-            f"{name}:1: bad header: missing profession column(s) {', '.join(missing)} of the "
-            "packaged matrix; an override row replaces the whole packaged row, so it must say "
-            "Y or N for every profession"
+            f"{name}:{operator.header_line}: bad header: missing profession column(s) "
+            f"{', '.join(missing)} of the packaged matrix; an override row replaces the whole "
+            "packaged row, so it must say Y or N for every profession"
         )
     merged = {row.key: row for row in packaged.rows}
     for row in operator.rows:

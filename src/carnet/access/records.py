@@ -20,15 +20,15 @@ from carnet.domain.ins import Ins
 from carnet.domain.records import EmergencyConsents, Record, normalise_name
 from carnet.domain.search import DateRange
 from carnet.errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableEntity
+from carnet.fhir.consent_resource import render_consent
 from carnet.fhir.patient_resource import (
     emergency_consents,
     identity_from_patient,
     render_patient,
-    require_qualified,
     requested_state,
+    require_qualified,
     treating_physician_of,
 )
-from carnet.fhir.consent_resource import render_consent
 from carnet.store.rows import record_from_row, record_values
 from carnet.store.tables import (
     consents,
@@ -240,7 +240,7 @@ class RecordOps(ScopeBase):
             )
 
     async def read_record(self, record_id: str, version: int | None = None) -> Record:
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             record, facts = await self._load_record(conn, record_id)
             decision = self.decide(Action.RECORD_READ, facts)
             if record is None or not decision:
@@ -266,7 +266,7 @@ class RecordOps(ScopeBase):
     ) -> Record:
         """Update the Patient (TD1.2: identity, emergency consents, close / reopen)."""
         identity = identity_from_patient(resource, allow_test_ins=self.settings.allow_test_ins)
-        async with self.services.engine.begin() as conn:
+        async with self.transaction() as conn:
             record, facts = await self._load_record(conn, record_id)
             read = self.decide(Action.RECORD_READ, facts)
             wanted = requested_state(resource)

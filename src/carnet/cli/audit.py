@@ -66,7 +66,8 @@ async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
 def _explain(exc: SQLAlchemyError) -> str:
     text = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
     low = text.lower()
-    if "no such table" in low or "does not exist" in low or "no such column" in low:
+    missing = ("no such table", "no such column", 'relation "audit_events" does not exist')
+    if any(m in low for m in missing) or ("column" in low and "does not exist" in low):
         return f"the database has no hash-chained traces ({text}); run `carnet migrate` first"
     return f"cannot read the database: {text}"
 

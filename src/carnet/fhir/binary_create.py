@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.context import FHIR_ID, base_url, scope_of, services_of
 from carnet.fhir.outcome import operation_outcome
 from carnet.fhir.wire import fhir_response, is_json_type
 
@@ -27,7 +27,7 @@ async def create_binary(request: Request) -> Response:
             "resources in JSON travel inside an ITI-65 bundle"
         )
     context = request.headers.get("x-security-context", "")
-    if not context.startswith("Patient/") or len(context) <= len("Patient/"):
+    if not context.startswith("Patient/") or not FHIR_ID.match(context.removeprefix("Patient/")):
         raise InvalidInput(
             "X-Security-Context: Patient/<id> is required: the record the content belongs to",
             expression="X-Security-Context",

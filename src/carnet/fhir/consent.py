@@ -4,6 +4,7 @@ http://hl7.org/fhir/R4/consent.html): authorisations, blocks, care teams and eme
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,8 +14,6 @@ from carnet.fhir.context import base_url, scope_of, services_of
 from carnet.fhir.search_params import check_known, references, tokens
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
-
-import orjson
 
 
 def _etag(body: dict[str, object]) -> dict[str, str]:

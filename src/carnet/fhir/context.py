@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 
+from carnet.access.base import NOT_FOUND
 from carnet.access.scoped import Scope
 from carnet.domain.actors import Actor
-from carnet.errors import NotAuthenticated
+from carnet.errors import NotAuthenticated, NotFound
 from carnet.fhir.wire import check_accept
 from carnet.services import Services
+
+FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def services_of(request: Request) -> Services:
@@ -44,4 +49,8 @@ async def scope_of(request: Request) -> Scope:
     if not request.url.path.startswith("/fhir/Binary"):  # raw content has its own media type
         check_accept(request)
     actor = await actor_of(request)
+    ident = request.path_params.get("id")
+    if ident is not None and not FHIR_ID.match(ident):
+        # no resource has such an id (FHIR R4 "id" datatype): answered like any missing one
+        raise NotFound(NOT_FOUND)
     return Scope(services_of(request), actor, base_url(request))

@@ -33,7 +33,7 @@ async def simplified_publish(request: Request) -> Response:
     condition = request.headers.get("if-none-exist")
     if condition:
         pairs = parse_qsl(condition)
-        if len(pairs) != 1 or pairs[0][0] != "identifier":
+        if len(pairs) != 1 or pairs[0][0] != "identifier" or "\x00" in pairs[0][1]:
             raise InvalidInput(
                 "If-None-Exist must be identifier=<system>|<value> (the masterIdentifier)",
                 expression="If-None-Exist",

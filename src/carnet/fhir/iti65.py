@@ -1,5 +1,6 @@
 """POST /fhir (transaction Bundle): IHE MHD ITI-65 Provide Document Bundle
-(https://profiles.ihe.net/ITI/MHD/ITI-65.html; ANS PDSm "pdsm-comprehensive-provide-document-bundle";
+(https://profiles.ihe.net/ITI/MHD/ITI-65.html;
+ANS PDSm "pdsm-comprehensive-provide-document-bundle";
 DMP TD2.1 add, TD2.2 replace).
 
 The bundle holds one submission set (List), its DocumentReferences and their Binaries. It is
@@ -95,7 +96,8 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
             )
     if len(lists) != 1:
         raise UnprocessableEntity(
-            f"an ITI-65 bundle carries exactly one submission set (List), this one has {len(lists)}",
+            "an ITI-65 bundle carries exactly one submission set (List), "
+            f"this one has {len(lists)}",
             expression="Bundle.entry",
         )
     if not docrefs:

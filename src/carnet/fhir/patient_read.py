@@ -14,7 +14,9 @@ from carnet.fhir.wire import etag, fhir_response
 
 
 def _version(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:  # versions are 32-bit integers in the store
+    if (
+        not (raw.isascii() and raw.isdigit()) or len(raw) > 9
+    ):  # versions are 32-bit integers in the store
         raise NotFound(f"no version {raw!r}")
     return int(raw)
 

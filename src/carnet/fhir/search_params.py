@@ -27,6 +27,9 @@ _DATE = re.compile(
 
 
 def check_known(params: QueryParams, known: set[str], resource: str) -> None:
+    for name, value in params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInput("search parameters may not contain NUL characters", expression=name)
     for name in params:
         base = name.split(":", 1)[0]
         if base not in known and base not in COMMON:

@@ -7,6 +7,7 @@ and served back as stored bytes wherever possible.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -68,9 +69,16 @@ async def read_resource(request: Request, limit: int, expected: str | None) -> d
     return parse_resource(body, expected)
 
 
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def parse_resource(body: bytes, expected: str | None) -> dict[str, Any]:
     if not body.strip():
         raise InvalidInput("the request body is empty")
+    if b"\\u0000" in body and _JSON_NUL.search(body):
+        raise InvalidInput(
+            "the body contains a NUL character (\\u0000), which FHIR strings exclude"
+        )
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
