@@ -54,7 +54,10 @@ class RepresentativeOps(ScopeBase):
                 expression="RelatedPerson.relationship")
         async with self.services.engine.begin() as conn:
             record, facts = await self._load_record(conn, record_id)
-            decision = self.decide(Action.RECORD_UPDATE, facts)
+            # a representative reads as the patient (masked documents included) and manages
+            # consents: naming one is the patient's decision, like a consent (not RECORD_UPDATE,
+            # which an authorised professional may do)
+            decision = self.decide(Action.CONSENT_WRITE, facts)
             if record is None or not self.decide(Action.RECORD_READ, facts):
                 raise NotFound(NOT_FOUND)
             if not decision:
@@ -92,7 +95,7 @@ class RepresentativeOps(ScopeBase):
         record_id, _, ins_value = related_id.partition("-")
         async with self.services.engine.begin() as conn:
             record, facts = await self._load_record(conn, record_id)
-            decision = self.decide(Action.RECORD_UPDATE, facts)
+            decision = self.decide(Action.CONSENT_WRITE, facts)
             if record is None or not self.decide(Action.RECORD_READ, facts):
                 raise NotFound(NOT_FOUND)
             if not decision:

@@ -49,9 +49,14 @@ def complete_from_cda(
         return []
     try:
         header = parse_header(data)
-    except CdaError:
-        if entry.missing():
-            raise
+    except CdaError as exc:
+        missing = entry.missing()
+        if missing:
+            raise UnprocessableEntity(
+                "missing required document metadata (dmp.md §6): " + ", ".join(missing)
+                + f"; the CDA header could not supply them: {exc.message}",
+                expression="DocumentReference." + missing[0].split(" ")[0],
+            ) from None
         return []  # the submitter gave every metadata; an unreadable header is theirs to keep
     _check_patient(entry, header)
     filled: list[str] = []
