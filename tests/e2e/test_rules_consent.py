@@ -375,3 +375,48 @@ def test_consent_naming_the_patient_by_ins(rules: Rules, world: World) -> None:
     )
     assert r.status_code == 200
     assert r.json()["total"] == len(rules.consents(w.patient, w.pid).json()["entry"])
+
+
+def test_a_professional_does_not_lift_the_patients_block(rules: Rules, world: World) -> None:
+    """TD0.3 records the patient's consent; recording one for a professional the patient
+    blocked would lift the block, which only the patient does."""
+    w = world
+    r = rules.consent(w.patient, w.pid, rpps=w.reader.rpps, decision="deny")
+    assert r.status_code == 201, r.text
+    block = r.json()
+    r = rules.consent(w.author, w.pid, rpps=w.reader.rpps)
+    assert r.status_code == 403, r.text
+    outcome(r, 403)
+    _assert_no_access(rules, w, w.reader)
+    stored = rules.http.get(f"/fhir/Consent/{block['id']}", headers=w.patient.headers).json()
+    assert stored["status"] == "active" and stored["meta"]["versionId"] == "1"
+    # the patient, not a professional, replaces a block by an authorisation
+    assert rules.consent(w.patient, w.pid, rpps=w.reader.rpps).status_code == 201
+    _assert_reads(rules, w, w.reader)
+
+
+def test_revoking_a_stale_decision_leaves_the_current_one(rules: Rules, world: World) -> None:
+    w = world
+    old = rules.consent(w.patient, w.pid, rpps=w.reader.rpps).json()
+    block = rules.consent(w.patient, w.pid, rpps=w.reader.rpps, decision="deny").json()
+    stale = rules.http.get(f"/fhir/Consent/{old['id']}", headers=w.patient.headers).json()
+    assert stale["status"] == "inactive"
+    for revoke in (
+        lambda: rules.http.delete(f"/fhir/Consent/{old['id']}", headers=w.patient.headers),
+        lambda: rules.http.put(
+            f"/fhir/Consent/{old['id']}",
+            json={**stale, "status": "inactive"},
+            headers={**w.patient.headers, **FHIR_JSON},
+        ),
+    ):
+        r = revoke()
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "inactive"
+        current = rules.http.get(f"/fhir/Consent/{block['id']}", headers=w.patient.headers)
+        assert current.json()["status"] == "active", current.json()
+    # still blocked, even once the care team they belong to is authorised
+    member = Person(
+        rules.factory.professional(rpps=w.reader.rpps, structure="750712184"), w.reader.rpps
+    )
+    assert rules.consent(w.patient, w.pid, structure="750712184").status_code == 201
+    _assert_no_access(rules, w, member)

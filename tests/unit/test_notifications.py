@@ -662,3 +662,35 @@ async def test_the_digest_day_is_the_paris_day(engine: AsyncEngine) -> None:
     assert await run_digest(engine, now=datetime(2026, 3, 13, 23, 1)) == 1
     [digest] = await rows(engine, kind="digest")
     assert orjson.loads(digest["payload"])["day"] == "2026-03-13"
+
+
+def test_cli_digest_writes_the_digests(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from carnet.cli.main import app
+
+    async def seed() -> None:
+        eng = create_engine(settings)
+        await migrate(eng)
+        try:
+            async with eng.begin() as conn:
+                await conn.execute(records.insert().values(**record_row(RECORD, INS)))
+                await set_preferences(conn, RECORD, email=PATIENT_MAIL)
+                await on_access(conn, DR_MARTIN, RECORD, "rec0001-d1")
+        finally:
+            await eng.dispose()
+
+    asyncio.run(seed())
+    for name in list(os.environ):
+        if name.startswith("CARNET_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CARNET_DATA_DIR", str(settings.data_dir))
+    if settings.database_url:
+        monkeypatch.setenv("CARNET_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+    today = runner.invoke(app, ["notify", "digest"])
+    assert today.exit_code == 0, today.output
+    assert "0 digest(s) written" in today.output  # today is not over
+    now = runner.invoke(app, ["notify", "digest", "--include-today"])
+    assert now.exit_code == 0, now.output
+    assert "1 digest(s) written" in now.output

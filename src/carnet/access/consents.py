@@ -69,6 +69,20 @@ class ConsentOps(DocumentOps):
                 ):
                     raise NotFound(NOT_FOUND)
                 raise Forbidden(f"not allowed: {decision.reason}")
+            if action is Action.CONSENT_AUTHORISE and (await conn.execute(
+                select(consents.c.consent_id).where(
+                    consents.c.record_id == record.record_id,
+                    consents.c.actor_value == parsed.actor_value,
+                    consents.c.status == "active", consents.c.decision == "deny")
+            )).first() is not None:
+                # TD0.3 records the patient's consent; it never lifts the patient's block
+                from carnet.access.policy import Decision
+
+                blocked = Decision(False, "blocked", "the patient blocked this professional: "
+                                   "only the patient lifts a block")
+                await self.trace(conn, action, record.record_id, blocked,
+                                 detail=f"consent permit {parsed.actor_value}")
+                raise Forbidden(f"not allowed: {blocked.reason}")
             if parsed.purpose is not None:
                 body = await self._set_emergency(conn, record, parsed.purpose,
                                                  parsed.decision == "permit")
@@ -217,7 +231,8 @@ class ConsentOps(DocumentOps):
             if if_match is not None and if_match != m["version_id"]:
                 raise PreconditionFailed(
                     f"Consent/{consent_id} is at version {m['version_id']}, not {if_match}")
-            await self._deactivate(conn, rid, m["actor_value"], utcnow())
+            if m["status"] == "active":  # revoking a stale decision must not end the current one
+                await self._deactivate(conn, rid, m["actor_value"], utcnow())
             await self.trace(conn, "consent.revoke", rid, decision,
                              detail=f"{m['actor_kind']} {m['actor_value']}")
             fresh = (

@@ -785,6 +785,7 @@ class DocumentOps(RecordOps):
                     self.actor,
                     record.record_id,
                     doc_id,
+                    record.treating_physician,
                     title=document_title(doc.resource),
                     labels=doc.labels,
                 )
@@ -867,6 +868,9 @@ class DocumentOps(RecordOps):
                 doc_id=allowed_doc.doc_id if allowed_doc else None,
                 detail=f"content Binary/{binary_id}",
             )
+            if self.actor.kind is ActorKind.PROFESSIONAL and allowed_doc and record:
+                await on_access(conn, self.actor, rid, allowed_doc.doc_id,
+                                record.treating_physician, labels=allowed_doc.labels)
             key = await self.services.keys.key_for(rid)
         return ContentHandle(rid, row[3], key, row[4], bytes(row[5]), row[0], row[1], row[0][:32])
 
@@ -1120,6 +1124,9 @@ class DocumentOps(RecordOps):
                 if refused.get(rid):
                     detail += f"; {refused[rid]} left out by the rules"
                 await self.trace(conn, "document.search", rid, outcome="allow", detail=detail)
+                seen = records_seen.get(rid)
+                if self.actor.kind is ActorKind.PROFESSIONAL and rid in returned and seen:
+                    await on_access(conn, self.actor, rid, None, seen.treating_physician)
             included: list[Record] = []
             if criteria.include_subject:
                 for rid in returned:

@@ -26,6 +26,9 @@ from carnet.store.tables import (
     document_authors,
     document_history,
     documents,
+    notification_preferences,
+    outbox,
+    portal_notifications,
     record_history,
     record_professionals,
     records,
@@ -46,6 +49,9 @@ PATIENT_TABLES = (
     representatives,
     record_professionals,
     record_history,
+    outbox,
+    notification_preferences,
+    portal_notifications,
 )
 
 

@@ -20,7 +20,9 @@ from carnet.domain.ins import Ins
 from carnet.domain.records import EmergencyConsents, Record, normalise_name
 from carnet.domain.search import DateRange
 from carnet.errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableEntity
+from carnet.domain.notifications import set_preferences
 from carnet.fhir.consent_resource import render_consent
+from carnet.fhir.extensions import NOTIFICATION_PREFERENCES, find_extension
 from carnet.fhir.patient_resource import (
     emergency_consents,
     identity_from_patient,
@@ -178,9 +180,46 @@ class RecordOps(ScopeBase):
                     )
                     await self._authorise_opener(conn, record_id, now)
                 await self.trace(conn, Action.RECORD_CREATE, record_id, decision)
+                await self._notification_preferences(conn, record_id, resource)
         except IntegrityError:
             raise Conflict(f"a record already exists for INS {identity.ins.value}") from None
         return record
+
+    async def _notification_preferences(
+        self, conn: AsyncConnection, record_id: str, resource: dict[str, Any]
+    ) -> None:
+        """Patient.telecom (system email) is where the patient is told; carnet's extension
+        ``dmp-notification-preferences`` carries the choices (docs/notifications.md)."""
+        email = next(
+            (
+                str(t["value"])
+                for t in resource.get("telecom") or []
+                if isinstance(t, dict) and t.get("system") == "email" and t.get("value")
+            ),
+            None,
+        )
+        changes: dict[str, Any] = {"email": email}
+        ext = find_extension(resource.get("extension"), NOTIFICATION_PREFERENCES)
+        subs = ext.get("extension") if ext is not None else None
+        if isinstance(subs, list):
+            for sub in subs:
+                if not isinstance(sub, dict):
+                    continue
+                if sub.get("url") == "newDocuments" and isinstance(sub.get("valueBoolean"), bool):
+                    changes["new_documents"] = sub["valueBoolean"]
+                elif sub.get("url") == "portal" and isinstance(sub.get("valueBoolean"), bool):
+                    changes["portal"] = sub["valueBoolean"]
+                elif sub.get("url") == "accessNotices" and sub.get("valueCode") in (
+                    "digest", "immediate", "none"
+                ):
+                    changes["access_mode"] = sub["valueCode"]
+                else:
+                    raise UnprocessableEntity(
+                        "dmp-notification-preferences takes newDocuments (valueBoolean), portal "
+                        "(valueBoolean) and accessNotices (valueCode digest, immediate or none)",
+                        expression="Patient.extension:notificationPreferences",
+                    )
+        await set_preferences(conn, record_id, **changes)
 
     async def _authorise_opener(self, conn: AsyncConnection, record_id: str, now: Any) -> None:
         """The consent given at creation covers consultation by the professional who opened
@@ -336,6 +375,7 @@ class RecordOps(ScopeBase):
                 )
             )
             await self.trace(conn, Action.RECORD_UPDATE, record_id, decision)
+            await self._notification_preferences(conn, record_id, resource)
             return updated
 
     async def record_history(self, record_id: str) -> list[tuple[int, str, bytes]]:

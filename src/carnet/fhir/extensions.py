@@ -17,6 +17,7 @@ EMERGENCY_CONSENTS = f"{CARNET}/dmp-emergency-consents"
 CREATION_CONSENT = f"{CARNET}/dmp-creation-consent"
 CREATION_OBJECTION = f"{CARNET}/dmp-creation-objection"
 PROFESSIONAL_ACCESS = f"{CARNET}/dmp-professional-access"
+NOTIFICATION_PREFERENCES = f"{CARNET}/dmp-notification-preferences"
 
 # IHE MHD
 MHD_SOURCE_ID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId"
