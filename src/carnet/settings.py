@@ -80,7 +80,9 @@ class Settings:
             token_ttl_seconds=_int("CARNET_TOKEN_TTL", e.get("CARNET_TOKEN_TTL"), 3600),
             db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 10),
             keystore_url=e.get("CARNET_KEYSTORE_URL") or None,
-            access_matrix=Path(e["CARNET_ACCESS_MATRIX"]) if e.get("CARNET_ACCESS_MATRIX") else None,
+            access_matrix=Path(e["CARNET_ACCESS_MATRIX"])
+            if e.get("CARNET_ACCESS_MATRIX")
+            else None,
             smtp_host=e.get("CARNET_SMTP_HOST") or None,
             smtp_port=_int("CARNET_SMTP_PORT", e.get("CARNET_SMTP_PORT"), 25),
             smtp_from=e.get("CARNET_SMTP_FROM") or "carnet@localhost",

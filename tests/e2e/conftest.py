@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.conftest import PG_URL, Server, _drop_database, make_settings
 from tests.factories import Factory, random_rpps
 

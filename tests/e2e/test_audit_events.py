@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.e2e.conftest import Pro
 from tests.factories import (
     RPPS,

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import httpx
+
 from tests.conftest import Server
 from tests.e2e.conftest import Pro
 from tests.factories import FHIR_JSON, Factory, created_doc_ids, docref, pdf_bytes

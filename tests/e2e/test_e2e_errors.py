@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from carnet.auth.dev_issuer import DevIssuer
 from tests.conftest import Server
 from tests.e2e.conftest import Pro, content_files
 from tests.factories import (
@@ -22,8 +24,6 @@ from tests.factories import (
     pdf_bytes,
     random_nir,
 )
-
-from carnet.auth.dev_issuer import DevIssuer
 
 
 def _post(

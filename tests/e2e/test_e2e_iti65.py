@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.conftest import Server
 from tests.e2e.conftest import Pro, content_files
 from tests.factories import (

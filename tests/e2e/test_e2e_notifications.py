@@ -9,13 +9,13 @@ from typing import Any
 import httpx
 import orjson
 from sqlalchemy import select
-from tests.conftest import Server
-from tests.e2e.conftest import Pro
-from tests.factories import Factory, created_doc_ids, docref, pdf_bytes
 
 from carnet.domain.notifications import set_preferences
 from carnet.store.db import create_engine
 from carnet.store.tables import outbox
+from tests.conftest import Server
+from tests.e2e.conftest import Pro
+from tests.factories import Factory, created_doc_ids, docref, pdf_bytes
 
 
 def _db(server: Server, work: Any) -> Any:

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from carnet.domain.ins import make_nir
 from tests.e2e.conftest import Pro
 from tests.factories import (
     CARNET_EXT,
@@ -22,8 +24,6 @@ from tests.factories import (
     random_nir,
     sub_ext,
 )
-
-from carnet.domain.ins import make_nir
 
 RECORD_STATUS = f"{CARNET_EXT}/dmp-record-status"
 EMERGENCY = f"{CARNET_EXT}/dmp-emergency-consents"

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.factories import FHIR_JSON, TEST_OID, Factory, created_doc_ids, outcome
 
 from carnet.domain.ins import nir_key
+from tests.factories import FHIR_JSON, TEST_OID, Factory, created_doc_ids, outcome
 
 PDSM = Path(__file__).resolve().parents[1] / "fixtures" / "pdsm"
 EXAMPLE_INS = "123456789012345"

@@ -14,6 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import update
+from typer.testing import CliRunner
+
+from carnet.cli.main import app
+from carnet.domain.clock import utcnow
+from carnet.store.content import FileContentStore
+from carnet.store.crypto import MasterKey, load_master_key
+from carnet.store.tables import records
 from tests.conftest import Server
 from tests.factories import (
     ACCESS_EXT,
@@ -33,13 +40,6 @@ from tests.factories import (
     pdf_bytes,
     random_nir,
 )
-from typer.testing import CliRunner
-
-from carnet.cli.main import app
-from carnet.domain.clock import utcnow
-from carnet.store.content import FileContentStore
-from carnet.store.crypto import MasterKey, load_master_key
-from carnet.store.tables import records
 
 
 @pytest.fixture()

@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import update
+
+from carnet.domain.clock import utcnow
+from carnet.store.tables import documents
 from tests.conftest import Server
 from tests.factories import (
     ARCHIVED_EXT,
@@ -27,9 +30,6 @@ from tests.factories import (
     random_nir,
     related_person_resource,
 )
-
-from carnet.domain.clock import utcnow
-from carnet.store.tables import documents
 
 
 @pytest.fixture()
@@ -496,15 +496,6 @@ def test_invisible_patient_lifts_by_itself_after_a_month(
     assert _reads(rules, rep, hidden)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ITI-66 List search decides per record, not per document: an authorised professional sees "
-        "the submission set (and the id) of a MASQUE_PS document, the patient gets total=3 and no "
-        "entry (DOCUMENT_READ without a document is refused to patients), and total is counted "
-        "before any decision (DocumentOps.search_lists)"
-    ),
-)
 def test_submission_sets_reveal_no_hidden_document(rules: Rules, world: World) -> None:
     w = world
     hidden = rules.doc(w.ins, w.author, labels=["N", "INVISIBLE_PATIENT"])

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import update
-from tests.conftest import PG_URL, _drop_database, make_settings
-from tests.factories import patient_resource, random_nir
 
 from carnet.access.policy import Action, RecordFacts, RecordState, decide
 from carnet.access.scoped import Scope
@@ -22,6 +20,8 @@ from carnet.errors import NotFound
 from carnet.services import Services
 from carnet.settings import Settings
 from carnet.store.tables import records
+from tests.conftest import PG_URL, _drop_database, make_settings
+from tests.factories import patient_resource, random_nir
 
 BASE = "http://carnet.test/fhir"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from tests.conftest import PG_URL, _drop_database, make_settings
 from typer.testing import CliRunner
 
 from carnet.cli.main import app
@@ -19,6 +18,7 @@ from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.traces import trace_row, write_traces
 from carnet.services import Services
 from carnet.settings import Settings
+from tests.conftest import PG_URL, _drop_database, make_settings
 
 PRO = Actor(ActorKind.PROFESSIONAL, "sub", "test", rpps="810000000001", profession="10")
 RECORD = "0123456789abcdef0123456789abcdef"

@@ -30,7 +30,9 @@ def test_wrong_key_names_the_expected_key() -> None:
     assert "11" in err.value.message and "45" in err.value.message
 
 
-@pytest.mark.parametrize("value", ["12345", "1234567890123456", "9234567890123xx", "12345678901X345"])
+@pytest.mark.parametrize(
+    "value", ["12345", "1234567890123456", "9234567890123xx", "12345678901X345"]
+)
 def test_malformed(value: str) -> None:
     with pytest.raises(UnprocessableEntity):
         check_ins_value(value)
@@ -38,8 +40,12 @@ def test_malformed(value: str) -> None:
 
 def test_social_security_oid_is_not_an_ins() -> None:
     with pytest.raises(UnprocessableEntity) as err:
-        parse_ins("urn:oid:1.2.250.1.213.1.4.13", make_nir("2580375056123"), allow_test=True,
-                  field="Patient.identifier[0]")
+        parse_ins(
+            "urn:oid:1.2.250.1.213.1.4.13",
+            make_nir("2580375056123"),
+            allow_test=True,
+            field="Patient.identifier[0]",
+        )
     assert err.value.expression == "Patient.identifier[0]"
 
 

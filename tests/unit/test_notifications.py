@@ -26,7 +26,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.conftest import PG_URL, _drop_database, _free_port, make_settings
 
 from carnet.domain.actors import AccessMode, Actor, ActorKind
 from carnet.domain.clock import utcnow
@@ -46,6 +45,7 @@ from carnet.notify.messages import start_of_local_day
 from carnet.settings import Settings
 from carnet.store.db import create_engine, migrate
 from carnet.store.tables import outbox, portal_notifications, records
+from tests.conftest import PG_URL, _drop_database, _free_port, make_settings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 RECORD = "rec0001"

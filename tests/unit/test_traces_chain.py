@@ -17,8 +17,6 @@ from alembic import command
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tests.conftest import PG_URL, _drop_database, make_settings
-from tests.factories import TEST_OID, docref, patient_resource, random_nir
 
 from carnet.access.publish_model import NewDocument, SubjectRef, Submission
 from carnet.access.scoped import Scope
@@ -30,6 +28,8 @@ from carnet.services import Services
 from carnet.settings import Settings
 from carnet.store.db import alembic_config, create_engine
 from carnet.store.tables import audit_events
+from tests.conftest import PG_URL, _drop_database, make_settings
+from tests.factories import TEST_OID, docref, patient_resource, random_nir
 
 PRO = Actor(ActorKind.PROFESSIONAL, "sub-pro", "test", rpps="810000000001", profession="10")
 PATIENT = Actor(ActorKind.PATIENT, "sub-pat", "test", ins="180017512345678")

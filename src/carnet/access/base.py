@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carnet.access.policy import Action, Decision, DocumentFacts, RecordFacts, Relation, decide
 from carnet.domain.actors import Actor, ActorKind
+from carnet.domain.clock import utcnow
 from carnet.domain.records import Record
 from carnet.domain.traces import trace_row, write_traces
 from carnet.errors import Forbidden, NotFound
 from carnet.services import Services
 from carnet.store.rows import record_from_row
-from carnet.domain.clock import utcnow
 from carnet.store.tables import consents, record_professionals, records, representatives
 
 NOT_FOUND = "no such resource, or no access to it"
@@ -73,8 +73,9 @@ class ScopeBase:
                 names.append(actor.structure)
             if names:
                 rows = await conn.execute(
-                    select(consents.c.decision, consents.c.actor_kind, consents.c.actor_value)
-                    .where(
+                    select(
+                        consents.c.decision, consents.c.actor_kind, consents.c.actor_value
+                    ).where(
                         consents.c.record_id == record.record_id,
                         consents.c.actor_value.in_(names),
                         consents.c.status == "active",
@@ -88,7 +89,9 @@ class ScopeBase:
                             authorised = True
                     elif kind == "structure" and value == actor.structure and decision == "permit":
                         authorised = True  # care-team presumption (R1111-46)
-        elif actor.kind is ActorKind.PATIENT and actor.ins and actor.ins != record.identity.ins.value:
+        elif (
+            actor.kind is ActorKind.PATIENT and actor.ins and actor.ins != record.identity.ins.value
+        ):
             representative = (
                 await conn.execute(
                     select(representatives.c.record_id).where(

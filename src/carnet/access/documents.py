@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -142,6 +142,11 @@ class ContentHandle:
 class DocumentOps(RecordOps):
     # -- helpers ------------------------------------------------------------------------------
     def _author_key(self, entry: DocumentEntry) -> str:
+        """Who the rules treat as the document's author: the patient for what a patient (or
+        representative) adds; otherwise the author named in the metadata (a system may submit
+        for the professional who wrote it)."""
+        if self.actor.kind is ActorKind.PATIENT:
+            return self.actor.id
         rpps = author_rpps(entry)
         if rpps:
             return f"rpps:{rpps}"
@@ -169,9 +174,7 @@ class DocumentOps(RecordOps):
             record = record_from_row(row) if row else None
             facts = await self._facts(conn, record) if record else None
         if record is None or facts is None or record.state is RecordState.DESTROYED:
-            raise NotFound(
-                "no record for this patient: open it first (POST Patient with the patient's consent)"
-            )
+            raise NotFound("no record for this patient: open it first (POST Patient, with consent)")
         return record, facts
 
     async def _load_document(
@@ -212,12 +215,16 @@ class DocumentOps(RecordOps):
             per_doc = self.decide(
                 Action.DOCUMENT_CREATE,
                 facts,
-                DocumentFacts(doc_id="", status="current", author_id=None,
-                              class_code=doc.entry.class_code, type_code=doc.entry.type_code),
+                DocumentFacts(
+                    doc_id="",
+                    status="current",
+                    author_id=None,
+                    class_code=doc.entry.class_code,
+                    type_code=doc.entry.type_code,
+                ),
             )
             if not per_doc:
-                raise await self.deny(Action.DOCUMENT_CREATE, record.record_id, per_doc,
-                                      hide=False)
+                raise await self.deny(Action.DOCUMENT_CREATE, record.record_id, per_doc, hide=False)
         ids = {id(d): f"{record.record_id}-{new_id()[:20]}" for d in sub.documents}
         key = await self._record_key(record.record_id)
         written: list[tuple[NewDocument, BlobInfo | None, BlobWriter | None]] = []
@@ -248,8 +255,7 @@ class DocumentOps(RecordOps):
             )
 
     async def _record_key(self, record_id: str) -> bytes:
-        async with self.services.engine.connect() as conn:
-            return await self.services.keys.key_for(record_id)
+        return await self.services.keys.key_for(record_id)
 
     async def _write_content(
         self, record_id: str, key: bytes, doc: NewDocument
@@ -375,7 +381,7 @@ class DocumentOps(RecordOps):
             sha256, size, sha1, content_type = staged
             if entry.size is not None and entry.size != size:
                 raise UnprocessableEntity(
-                    f"Binary/{doc.binary_id} has {size} bytes but attachment.size says {entry.size}",
+                    f"Binary/{doc.binary_id} has {size} bytes, attachment.size says {entry.size}",
                     expression="DocumentReference.content.attachment.size",
                 )
             if entry.hash_sha1 is not None and entry.hash_sha1 != sha1:
@@ -755,7 +761,9 @@ class DocumentOps(RecordOps):
                 await self.trace(
                     conn, Action.DOCUMENT_READ, record.record_id, decision, doc_id=doc_id
                 )
-                if decision.rule == "document-deleted" and self.decide(Action.RECORD_READ, facts):
+                if decision.rule == "document-deleted" and self.decide(
+                    Action.DOCUMENT_READ, facts, replace(doc.facts, status="current")
+                ):  # 410 only to whoever could read it before: no leak of hidden documents
                     raise Gone(f"DocumentReference/{doc_id} was deleted")
                 raise NotFound(NOT_FOUND)
             if version is not None and version != doc.version_id:
@@ -869,8 +877,14 @@ class DocumentOps(RecordOps):
                 detail=f"content Binary/{binary_id}",
             )
             if self.actor.kind is ActorKind.PROFESSIONAL and allowed_doc and record:
-                await on_access(conn, self.actor, rid, allowed_doc.doc_id,
-                                record.treating_physician, labels=allowed_doc.labels)
+                await on_access(
+                    conn,
+                    self.actor,
+                    rid,
+                    allowed_doc.doc_id,
+                    record.treating_physician,
+                    labels=allowed_doc.labels,
+                )
             key = await self.services.keys.key_for(rid)
         return ContentHandle(rid, row[3], key, row[4], bytes(row[5]), row[0], row[1], row[0][:32])
 
@@ -886,8 +900,9 @@ class DocumentOps(RecordOps):
             read = self.decide(Action.DOCUMENT_READ, facts, doc.facts) if doc else None
             if doc is None or record is None or not read:
                 if doc is not None and record is not None and read is not None:
-                    await self.trace(conn, Action.DOCUMENT_UPDATE, record.record_id, read,
-                                     doc_id=doc_id)
+                    await self.trace(
+                        conn, Action.DOCUMENT_UPDATE, record.record_id, read, doc_id=doc_id
+                    )
                 raise NotFound(NOT_FOUND)
             if if_match is not None and if_match != doc.version_id:
                 raise PreconditionFailed(
@@ -915,7 +930,9 @@ class DocumentOps(RecordOps):
                     "status must be current, superseded or entered-in-error",
                     expression="DocumentReference.status",
                 )
-            labels = entry_from_docref({**resource, "content": stored.get("content")}).confidentiality
+            labels = entry_from_docref(
+                {**resource, "content": stored.get("content")}
+            ).confidentiality
             unknown = [c for c in labels if c not in CONFIDENTIALITY_CODES]
             if unknown:
                 raise UnprocessableEntity(
@@ -942,8 +959,9 @@ class DocumentOps(RecordOps):
             for action, what in wants:
                 decision = self.decide(action, facts, doc.facts)
                 if not decision:
-                    await self.trace(conn, action, record.record_id, decision, doc_id=doc_id,
-                                     detail=what)
+                    await self.trace(
+                        conn, action, record.record_id, decision, doc_id=doc_id, detail=what
+                    )
                     raise Forbidden(f"not allowed to {what}: {decision.reason}")
                 decisions.append((action, decision, what))
             now = utcnow()
@@ -960,8 +978,11 @@ class DocumentOps(RecordOps):
                 stored["extension"] = exts
             else:
                 stored.pop("extension", None)
-            stored["meta"] = {**stored.get("meta", {}), "versionId": str(version),
-                              "lastUpdated": iso(now)}
+            stored["meta"] = {
+                **stored.get("meta", {}),
+                "versionId": str(version),
+                "lastUpdated": iso(now),
+            }
             body = orjson.dumps(stored)
             res = await conn.execute(
                 update(documents)
@@ -983,13 +1004,15 @@ class DocumentOps(RecordOps):
                 raise PreconditionFailed(f"DocumentReference/{doc_id} changed meanwhile")
             await conn.execute(
                 document_history.insert().values(
-                    record_id=doc.record_id, doc_id=doc_id, version_id=version,
-                    last_updated=now, resource=body,
+                    record_id=doc.record_id,
+                    doc_id=doc_id,
+                    version_id=version,
+                    last_updated=now,
+                    resource=body,
                 )
             )
             for action, decision, what in decisions:
-                await self.trace(conn, action, doc.record_id, decision, doc_id=doc_id,
-                                 detail=what)
+                await self.trace(conn, action, doc.record_id, decision, doc_id=doc_id, detail=what)
             return StoredDocument(
                 **{
                     **_asdict(doc),
@@ -1064,10 +1087,22 @@ class DocumentOps(RecordOps):
             conds.append(documents.c.archived == False)  # noqa: E712 - SQL expression
         d = documents.c
         order = (d.date.desc(), d.doc_id.desc()) if criteria.sort_desc else (d.date, d.doc_id)
-        light = select(
-            d.record_id, d.doc_id, d.date, d.status, d.archived, d.author_id,
-            d.security_labels, d.type_code, d.class_code, d.created_at,
-        ).where(*conds).order_by(*order)
+        light = (
+            select(
+                d.record_id,
+                d.doc_id,
+                d.date,
+                d.status,
+                d.archived,
+                d.author_id,
+                d.security_labels,
+                d.type_code,
+                d.class_code,
+                d.created_at,
+            )
+            .where(*conds)
+            .order_by(*order)
+        )
         async with self.services.engine.begin() as conn:
             facts_cache: dict[str, RecordFacts | None] = {}
             records_seen: dict[str, Record] = {}
@@ -1082,9 +1117,14 @@ class DocumentOps(RecordOps):
                     if record is not None:
                         records_seen[rid] = record
                 doc_facts = DocumentFacts(
-                    doc_id=m["doc_id"], status=m["status"], author_id=m["author_id"],
-                    labels=frozenset(m["security_labels"].split()), archived=bool(m["archived"]),
-                    type_code=m["type_code"], class_code=m["class_code"], added_at=m["created_at"],
+                    doc_id=m["doc_id"],
+                    status=m["status"],
+                    author_id=m["author_id"],
+                    labels=frozenset(m["security_labels"].split()),
+                    archived=bool(m["archived"]),
+                    type_code=m["type_code"],
+                    class_code=m["class_code"],
+                    added_at=m["created_at"],
                 )
                 if self.decide(Action.DOCUMENT_READ, facts_cache[rid], doc_facts):
                     allowed.append((rid, m["doc_id"], m["date"]))
@@ -1138,50 +1178,109 @@ class DocumentOps(RecordOps):
         return Page(items, len(allowed), next_cursor, included)
 
     async def search_lists(self, criteria: ListCriteria) -> tuple[list[bytes], int, Any]:
+        """ITI-66. A submission set is shown with only the entries the caller may read, and
+        not at all when it has none; ``total`` and paging count what is shown."""
         conds = list_conditions(criteria)
-        conds.append(submission_sets.c.record_id.in_(self._reachable_records()))
-        page_conds = list(conds)
-        if criteria.cursor:
-            from sqlalchemy import or_
-
-            cdate, cid = criteria.cursor
-            page_conds.append(
-                or_(
-                    submission_sets.c.submission_time < cdate,
-                    and_(
-                        submission_sets.c.submission_time == cdate, submission_sets.c.set_id < cid
-                    ),
-                )
-            )
+        names_patient = bool(criteria.record_ids or criteria.patient_identifiers)
+        conds.append(
+            submission_sets.c.record_id.in_(self._reachable_records(names_patient=names_patient))
+        )
+        if criteria.set_ids:
+            conds.append(submission_sets.c.set_id.in_(criteria.set_ids))
+        s = submission_sets.c
         async with self.services.engine.begin() as conn:
-            rows = (
+            sets = (
                 await conn.execute(
-                    select(submission_sets)
-                    .where(*page_conds)
-                    .order_by(
-                        submission_sets.c.submission_time.desc(), submission_sets.c.set_id.desc()
-                    )
-                    .limit(criteria.count + 1)
+                    select(s.record_id, s.set_id, s.submission_time)
+                    .where(*conds)
+                    .order_by(s.submission_time.desc(), s.set_id.desc())
                 )
             ).all()
-            total = (
-                await conn.execute(select(func.count()).select_from(submission_sets).where(*conds))
-            ).scalar_one()
+            d = documents.c
+            visible: dict[str, set[str]] = {}
+            facts_cache: dict[str, RecordFacts | None] = {}
+            if sets:
+                doc_rows = (
+                    await conn.execute(
+                        select(
+                            d.record_id,
+                            d.doc_id,
+                            d.submission_set_id,
+                            d.status,
+                            d.archived,
+                            d.author_id,
+                            d.security_labels,
+                            d.type_code,
+                            d.class_code,
+                            d.created_at,
+                        ).where(
+                            d.record_id.in_({r.record_id for r in sets}),
+                            d.submission_set_id.in_([r.set_id for r in sets]),
+                        )
+                    )
+                ).all()
+                for m in (r._mapping for r in doc_rows):
+                    rid = m["record_id"]
+                    if rid not in facts_cache:
+                        facts_cache[rid] = (await self._load_record(conn, rid))[1]
+                    doc_facts = DocumentFacts(
+                        doc_id=m["doc_id"],
+                        status=m["status"],
+                        author_id=m["author_id"],
+                        labels=frozenset(m["security_labels"].split()),
+                        archived=bool(m["archived"]),
+                        type_code=m["type_code"],
+                        class_code=m["class_code"],
+                        added_at=m["created_at"],
+                    )
+                    if self.decide(Action.DOCUMENT_READ, facts_cache[rid], doc_facts):
+                        visible.setdefault(m["submission_set_id"], set()).add(m["doc_id"])
+            shown = [r for r in sets if visible.get(r.set_id)]
+            start = 0
+            if criteria.cursor is not None:
+                key = criteria.cursor
+                start = next(
+                    (i for i, r in enumerate(shown) if (r.submission_time, r.set_id) < key),
+                    len(shown),
+                )
+            page = shown[start : start + criteria.count]
             out: list[bytes] = []
-            rids: set[str] = set()
-            for row in rows[: criteria.count]:
-                rid = row._mapping["record_id"]
-                record, facts = await self._load_record(conn, rid)
-                if self.decide(Action.DOCUMENT_READ, facts):
-                    out.append(bytes(row._mapping["resource"]))
-                    rids.add(rid)
-            for rid in rids:
-                await self.trace(conn, "list.search", rid, outcome="allow")
+            if page:
+                bodies = {
+                    r.set_id: r.resource
+                    for r in (
+                        await conn.execute(
+                            select(s.set_id, s.resource).where(
+                                s.record_id.in_({r.record_id for r in page}),
+                                s.set_id.in_([r.set_id for r in page]),
+                            )
+                        )
+                    ).all()
+                }
+                for r in page:
+                    body = orjson.loads(bodies[r.set_id])
+                    allowed = visible[r.set_id]
+                    body["entry"] = [
+                        e
+                        for e in body.get("entry") or []
+                        if str((e.get("item") or {}).get("reference", "")).removeprefix(
+                            "DocumentReference/"
+                        )
+                        in allowed
+                    ]
+                    out.append(orjson.dumps(body))
+            for rid in sorted({r.record_id for r in page}):
+                await self.trace(
+                    conn,
+                    "list.search",
+                    rid,
+                    outcome="allow",
+                    detail="returned " + " ".join(r.set_id for r in page if r.record_id == rid),
+                )
         nxt = None
-        if len(rows) > criteria.count:
-            m = rows[criteria.count - 1]._mapping
-            nxt = (m["submission_time"], m["set_id"])
-        return out, int(total), nxt
+        if start + criteria.count < len(shown) and page:
+            nxt = (page[-1].submission_time, page[-1].set_id)
+        return out, len(shown), nxt
 
 
 ARCHIVED = "https://carnet.health/fhir/StructureDefinition/dmp-archived"
@@ -1196,7 +1295,9 @@ def _archived(resource: dict[str, Any]) -> bool:
 
 def _other_extensions(resource: dict[str, Any]) -> list[Any]:
     return [
-        e for e in resource.get("extension") or [] if not (isinstance(e, dict) and e.get("url") == ARCHIVED)
+        e
+        for e in resource.get("extension") or []
+        if not (isinstance(e, dict) and e.get("url") == ARCHIVED)
     ]
 
 

@@ -68,8 +68,9 @@ class LifecycleOps(ConsentOps):
         await self._shred(record_id)
         return tombstone
 
-    async def _destroy(self, conn: object, record: Record, decision: Decision,
-                       reason: str) -> Record:
+    async def _destroy(
+        self, conn: object, record: Record, decision: Decision, reason: str
+    ) -> Record:
         from sqlalchemy.ext.asyncio import AsyncConnection
 
         assert isinstance(conn, AsyncConnection)
@@ -81,25 +82,44 @@ class LifecycleOps(ConsentOps):
             "resourceType": "Patient",
             "id": rid,
             "meta": {"versionId": str(record.version_id + 1), "lastUpdated": iso(now)},
-            "identifier": [{"system": record.identity.ins.system,
-                            "value": record.identity.ins.value}],
+            "identifier": [
+                {"system": record.identity.ins.system, "value": record.identity.ins.value}
+            ],
             "active": False,
-            "extension": [{"url": "https://carnet.health/fhir/StructureDefinition/dmp-record-status",
-                           "valueCode": "destroyed"}],
+            "extension": [
+                {
+                    "url": "https://carnet.health/fhir/StructureDefinition/dmp-record-status",
+                    "valueCode": "destroyed",
+                }
+            ],
         }
-        identity = replace(record.identity, family="", given="", birth_date="", gender="unknown",
-                           birth_place=None)
-        tomb = replace(record, identity=identity, state=RecordState.DESTROYED,
-                       version_id=record.version_id + 1, last_updated=now,
-                       treating_physician=None, resource=orjson.dumps(body))
-        await conn.execute(records.update().where(records.c.record_id == rid)
-                           .values(**record_values(tomb)))
+        identity = replace(
+            record.identity, family="", given="", birth_date="", gender="unknown", birth_place=None
+        )
+        tomb = replace(
+            record,
+            identity=identity,
+            state=RecordState.DESTROYED,
+            version_id=record.version_id + 1,
+            last_updated=now,
+            treating_physician=None,
+            resource=orjson.dumps(body),
+        )
+        await conn.execute(
+            records.update().where(records.c.record_id == rid).values(**record_values(tomb))
+        )
         await self.trace(conn, "record.destroy", rid, decision, detail=reason)
         return tomb
 
     async def _shred(self, record_id: str) -> None:
         await self.services.keys.destroy(record_id)
         self.services.content.destroy_record(record_id)
+        if self.services.engine.dialect.name == "sqlite":
+            # move the overwritten pages out of the write-ahead log into the database file
+            from sqlalchemy import text
+
+            async with self.services.engine.connect() as conn:
+                await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
     async def due_for_purge(self, now: datetime | None = None) -> list[Record]:
         from carnet.store.rows import record_from_row
@@ -107,8 +127,9 @@ class LifecycleOps(ConsentOps):
         limit = (now or utcnow()) - RETENTION
         async with self.services.engine.connect() as conn:
             rows = await conn.execute(
-                select(records).where(records.c.state == RecordState.CLOSED.value,
-                                      records.c.closed_at < limit)
+                select(records).where(
+                    records.c.state == RecordState.CLOSED.value, records.c.closed_at < limit
+                )
             )
             return [record_from_row(r) for r in rows]
 

@@ -23,8 +23,8 @@ Reading, in order (rule names as they appear in traces):
 6. ``bris-de-glace``: refused if the patient refused it or gave no reason, or blocked the
    professional; ignores authorisation, keeps the matrix; masked documents only if the patient
    allowed them in an emergency.
-7. ``centre-15``: refused if the patient refused it; no authorisation needed; matrix and masked
-   documents as in rule 6.
+7. ``centre-15``: refused if the patient refused it, or blocked the professional; no
+   authorisation needed; matrix and masked documents as in rule 6.
 
 Writing: anyone who may reach an active record adds documents to it (a blocked professional
 too; the patient only class ``90``); only the author replaces, deletes, archives or changes the
@@ -90,7 +90,7 @@ class RecordFacts:
     allows_centre15: bool = True  # emergency consents (dmp.md §2)
     allows_bris_de_glace: bool = True
     allows_masked_in_emergency: bool = False
-    now: datetime = datetime(1970, 1, 1)  # noqa: DTZ001 - naive UTC like the store
+    now: datetime = datetime(1970, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +172,7 @@ def decide(
     return _deny("default-deny", f"{actor.kind.value} actors reach no medical data")
 
 
-# -- 3 and 4: the patient and legal representatives ------------------------------------------------
+# -- 3 and 4: the patient and legal representatives ----------------------------------------
 
 
 def _invisible_to_patient(record: RecordFacts, doc: DocumentFacts) -> bool:
@@ -235,7 +235,7 @@ def _patient(
     return _deny(rule, f"{action.value} is not for {who}")
 
 
-# -- 5 to 8: professionals ---------------------------------------------------------------------------
+# -- 5 to 8: professionals ---------------------------------------------------------------------
 
 
 def _professional(
@@ -302,10 +302,10 @@ def _emergency(
             return _deny(rule, "the patient refused break-the-glass access")
         if not (actor.reason and actor.reason.strip()):
             return _deny(rule, "break-the-glass access needs a written reason")
-        if record.blocked:
-            return _deny("blocked", "the patient blocked this professional")
     elif not record.allows_centre15:
         return _deny(rule, "the patient refused access by the SAMU regulator (centre 15)")
+    if record.blocked:  # the patient's refusal of this professional holds in an emergency too
+        return _deny("blocked", "the patient blocked this professional")
     if action is Action.RECORD_UPDATE:
         return _deny(rule, "emergency access reads; it does not change the record")
     if document is None:

@@ -17,10 +17,10 @@ from carnet.access.policy import Action, RecordFacts, RecordState, Relation
 from carnet.domain.actors import RPPS_SYSTEM, ActorKind
 from carnet.domain.clock import iso, new_id, utcnow
 from carnet.domain.ins import Ins
+from carnet.domain.notifications import set_preferences
 from carnet.domain.records import EmergencyConsents, Record, normalise_name
 from carnet.domain.search import DateRange
 from carnet.errors import Conflict, Forbidden, NotFound, PreconditionFailed, UnprocessableEntity
-from carnet.domain.notifications import set_preferences
 from carnet.fhir.consent_resource import render_consent
 from carnet.fhir.extensions import NOTIFICATION_PREFERENCES, find_extension
 from carnet.fhir.patient_resource import (
@@ -210,7 +210,9 @@ class RecordOps(ScopeBase):
                 elif sub.get("url") == "portal" and isinstance(sub.get("valueBoolean"), bool):
                     changes["portal"] = sub["valueBoolean"]
                 elif sub.get("url") == "accessNotices" and sub.get("valueCode") in (
-                    "digest", "immediate", "none"
+                    "digest",
+                    "immediate",
+                    "none",
                 ):
                     changes["access_mode"] = sub["valueCode"]
                 else:
@@ -232,19 +234,36 @@ class RecordOps(ScopeBase):
                 "resourceType": "Consent",
                 "provision": {
                     "type": "permit",
-                    "actor": [{"reference": {"identifier": {"system": RPPS_SYSTEM,
-                                                            "value": self.actor.rpps}}}],
+                    "actor": [
+                        {
+                            "reference": {
+                                "identifier": {"system": RPPS_SYSTEM, "value": self.actor.rpps}
+                            }
+                        }
+                    ],
                 },
             },
-            consent_id=consent_id, record_id=record_id, version_id=1, last_updated=iso(now),
-            status="active", recorded_by=self.actor.id,
+            consent_id=consent_id,
+            record_id=record_id,
+            version_id=1,
+            last_updated=iso(now),
+            status="active",
+            recorded_by=self.actor.id,
         )
         await conn.execute(
             consents.insert().values(
-                record_id=record_id, consent_id=consent_id, decision="permit",
-                actor_system=RPPS_SYSTEM, actor_value=self.actor.rpps, actor_kind="professional",
-                status="active", version_id=1, recorded_by=self.actor.id, created_at=now,
-                last_updated=now, resource=orjson.dumps(body),
+                record_id=record_id,
+                consent_id=consent_id,
+                decision="permit",
+                actor_system=RPPS_SYSTEM,
+                actor_value=self.actor.rpps,
+                actor_kind="professional",
+                status="active",
+                version_id=1,
+                recorded_by=self.actor.id,
+                created_at=now,
+                last_updated=now,
+                resource=orjson.dumps(body),
             )
         )
 
@@ -336,6 +355,9 @@ class RecordOps(ScopeBase):
             emergency = emergency_consents(resource, record.emergency)
             if emergency != record.emergency and self.actor.kind is not ActorKind.PATIENT:
                 raise Forbidden("only the patient changes their emergency consents")
+            treating = treating_physician_of(resource)
+            if treating != record.treating_physician and self.actor.kind is not ActorKind.PATIENT:
+                raise Forbidden("only the patient designates their médecin traitant")
             updated = replace(
                 record,
                 identity=identity,
@@ -344,7 +366,7 @@ class RecordOps(ScopeBase):
                 version_id=version,
                 last_updated=now,
                 closed_at=(now if state is RecordState.CLOSED else None),
-                treating_physician=treating_physician_of(resource),
+                treating_physician=treating,
             )
             updated = replace(
                 updated,

@@ -19,8 +19,9 @@ ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 LEGAL_ROLES = {"GUARD", "PRN", "MTH", "FTH", "LEGAL"}
 
 
-def related_person(record_id: str, ins_oid: str, ins_value: str, relationship: str,
-                   created_at: str) -> dict[str, Any]:
+def related_person(
+    record_id: str, ins_oid: str, ins_value: str, relationship: str, created_at: str
+) -> dict[str, Any]:
     return {
         "resourceType": "RelatedPerson",
         "id": f"{record_id}-{ins_value}",
@@ -37,21 +38,29 @@ class RepresentativeOps(ScopeBase):
         idents = resource.get("identifier")
         ident = find_ins(idents) if isinstance(idents, list) else None
         if ident is None:
-            raise UnprocessableEntity("the representative is identified by their INS",
-                                      expression="RelatedPerson.identifier")
-        ins = parse_ins(str(ident.get("system") or ""), str(ident.get("value") or ""),
-                        allow_test=self.settings.allow_test_ins,
-                        field="RelatedPerson.identifier")
+            raise UnprocessableEntity(
+                "the representative is identified by their INS",
+                expression="RelatedPerson.identifier",
+            )
+        ins = parse_ins(
+            str(ident.get("system") or ""),
+            str(ident.get("value") or ""),
+            allow_test=self.settings.allow_test_ins,
+            field="RelatedPerson.identifier",
+        )
         codes = [
             c.get("code")
-            for rel in resource.get("relationship") or [] if isinstance(rel, dict)
-            for c in rel.get("coding") or [] if isinstance(c, dict)
+            for rel in resource.get("relationship") or []
+            if isinstance(rel, dict)
+            for c in rel.get("coding") or []
+            if isinstance(c, dict)
         ]
         role = next((c for c in codes if c in LEGAL_ROLES), None)
         if role is None:
             raise UnprocessableEntity(
                 "relationship must say a legal representative (v3-RoleCode GUARD, PRN, MTH, FTH)",
-                expression="RelatedPerson.relationship")
+                expression="RelatedPerson.relationship",
+            )
         async with self.services.engine.begin() as conn:
             record, facts = await self._load_record(conn, record_id)
             # a representative reads as the patient (masked documents included) and manages
@@ -64,18 +73,32 @@ class RepresentativeOps(ScopeBase):
                 await self.trace(conn, "representative.add", record_id, decision)
                 raise Forbidden(f"not allowed: {decision.reason}")
             if ins.value == record.identity.ins.value:
-                raise UnprocessableEntity("the patient is not their own representative",
-                                          expression="RelatedPerson.identifier")
+                raise UnprocessableEntity(
+                    "the patient is not their own representative",
+                    expression="RelatedPerson.identifier",
+                )
             now = utcnow()
-            existing = (await conn.execute(select(representatives.c.record_id).where(
-                representatives.c.record_id == record_id,
-                representatives.c.representative_ins == ins.value))).first()
+            existing = (
+                await conn.execute(
+                    select(representatives.c.record_id).where(
+                        representatives.c.record_id == record_id,
+                        representatives.c.representative_ins == ins.value,
+                    )
+                )
+            ).first()
             if existing is None:
-                await conn.execute(representatives.insert().values(
-                    record_id=record_id, representative_ins=ins.value, relationship=role,
-                    recorded_by=self.actor.id, created_at=now))
-            await self.trace(conn, "representative.add", record_id, decision,
-                             detail=f"{role} ins:{ins.value}")
+                await conn.execute(
+                    representatives.insert().values(
+                        record_id=record_id,
+                        representative_ins=ins.value,
+                        relationship=role,
+                        recorded_by=self.actor.id,
+                        created_at=now,
+                    )
+                )
+            await self.trace(
+                conn, "representative.add", record_id, decision, detail=f"{role} ins:{ins.value}"
+            )
         return related_person(record_id, ins.oid, ins.value, role, iso(now))
 
     async def list_representatives(self, record_id: str) -> list[dict[str, Any]]:
@@ -84,10 +107,19 @@ class RepresentativeOps(ScopeBase):
             decision = self.decide(Action.RECORD_READ, facts)
             if record is None or not decision:
                 return []
-            rows = await conn.execute(select(representatives).where(
-                representatives.c.record_id == record_id))
-            out = [related_person(record_id, record.identity.ins.oid, r.representative_ins,
-                                  r.relationship, iso(r.created_at)) for r in rows]
+            rows = await conn.execute(
+                select(representatives).where(representatives.c.record_id == record_id)
+            )
+            out = [
+                related_person(
+                    record_id,
+                    record.identity.ins.oid,
+                    r.representative_ins,
+                    r.relationship,
+                    iso(r.created_at),
+                )
+                for r in rows
+            ]
             await self.trace(conn, "representative.read", record_id, decision)
             return out
 
@@ -101,10 +133,14 @@ class RepresentativeOps(ScopeBase):
             if not decision:
                 await self.trace(conn, "representative.remove", record_id, decision)
                 raise Forbidden(f"not allowed: {decision.reason}")
-            result = await conn.execute(delete(representatives).where(
-                representatives.c.record_id == record_id,
-                representatives.c.representative_ins == ins_value))
+            result = await conn.execute(
+                delete(representatives).where(
+                    representatives.c.record_id == record_id,
+                    representatives.c.representative_ins == ins_value,
+                )
+            )
             if not result.rowcount:
                 raise NotFound(NOT_FOUND)
-            await self.trace(conn, "representative.remove", record_id, decision,
-                             detail=f"ins:{ins_value}")
+            await self.trace(
+                conn, "representative.remove", record_id, decision, detail=f"ins:{ins_value}"
+            )

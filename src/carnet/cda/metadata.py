@@ -53,7 +53,8 @@ def complete_from_cda(
         missing = entry.missing()
         if missing:
             raise UnprocessableEntity(
-                "missing required document metadata (dmp.md §6): " + ", ".join(missing)
+                "missing required document metadata (dmp.md §6): "
+                + ", ".join(missing)
                 + f"; the CDA header could not supply them: {exc.message}",
                 expression="DocumentReference." + missing[0].split(" ")[0],
             ) from None

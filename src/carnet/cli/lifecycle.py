@@ -33,8 +33,10 @@ def purge(
             due = await scope.due_for_purge()
             if dry_run:
                 for record in due:
-                    console.print(f"would destroy Patient/{record.record_id} "
-                                  f"(closed {record.closed_at:%Y-%m-%d})")
+                    console.print(
+                        f"would destroy Patient/{record.record_id} "
+                        f"(closed {record.closed_at:%Y-%m-%d})"
+                    )
                 console.print(f"{len(due)} record(s) due for purge (dry run: nothing changed)")
                 return len(due)
             with Progress(console=console) as progress:
@@ -61,8 +63,10 @@ def backup(
     """
     settings = _settings()
     if settings.is_postgresql:
-        console.print("[red]carnet backup copies the embedded SQLite store;[/red] on PostgreSQL "
-                      "use pg_dump and copy CARNET_DATA_DIR/content")
+        console.print(
+            "[red]carnet backup copies the embedded SQLite store;[/red] on PostgreSQL "
+            "use pg_dump and copy CARNET_DATA_DIR/content"
+        )
         raise typer.Exit(2)
     if destination.exists() and any(destination.iterdir()):
         console.print(f"[red]{destination} is not empty[/red]")
@@ -75,6 +79,7 @@ def backup(
     with sqlite3.connect(source) as conn:
         conn.execute("VACUUM INTO ?", (str(destination / "carnet.sqlite"),))
     if settings.content_dir.exists():
-        shutil.copytree(settings.content_dir, destination / "content",
-                        ignore=shutil.ignore_patterns(".tmp"))
+        shutil.copytree(
+            settings.content_dir, destination / "content", ignore=shutil.ignore_patterns(".tmp")
+        )
     console.print(f"backup written to {destination} (keys excluded)")

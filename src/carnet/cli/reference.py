@@ -30,8 +30,9 @@ def render() -> str:
         "",
     ]
     for path in _paths(typer.main.get_command(app), []):
-        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1"},
-                               terminal_width=100)
+        result = runner.invoke(
+            app, [*path, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1"}, terminal_width=100
+        )
         text = "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
         lines += [f"## `{' '.join(['carnet', *path])}`", "", "```", text, "```", ""]
     return "\n".join(lines)

@@ -12,11 +12,11 @@ from rich.progress import Progress
 from rich.table import Table
 
 from carnet.access.scoped import Scope
+from carnet.demo.documents import bundle_for, documents_for
+from carnet.demo.people import PATIENTS, PROFESSIONALS, DemoPatient, DemoProfessional
 from carnet.domain.actors import AccessMode, Actor, ActorKind
 from carnet.errors import Conflict
 from carnet.fhir.iti65 import build_submission
-from carnet.demo.documents import bundle_for, documents_for
-from carnet.demo.people import PATIENTS, PROFESSIONALS, DemoPatient, DemoProfessional
 from carnet.services import Services
 from carnet.settings import Settings
 

@@ -55,6 +55,7 @@ class ListCriteria:
     patient_identifiers: TokenParam = field(default_factory=list)
     identifier: TokenParam = field(default_factory=list)
     source_id: TokenParam = field(default_factory=list)
+    set_ids: list[str] = field(default_factory=list)
     date: DateParam = field(default_factory=list)
     count: int = 20
     cursor: tuple[datetime, str] | None = None

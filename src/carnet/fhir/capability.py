@@ -148,9 +148,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                     },
                     {
                         "type": "RelatedPerson",
-                        "interaction": [
-                            {"code": c} for c in ("create", "delete", "search-type")
-                        ],
+                        "interaction": [{"code": c} for c in ("create", "delete", "search-type")],
                         "searchParam": _params({"patient": "reference"}),
                     },
                     {
@@ -159,8 +157,9 @@ def capability_statement(base: str) -> dict[str, Any]:
                             {"code": c}
                             for c in ("read", "create", "update", "delete", "search-type")
                         ],
-                        "searchParam": _params({"patient": "reference",
-                                                "patient.identifier": "token"}),
+                        "searchParam": _params(
+                            {"patient": "reference", "patient.identifier": "token"}
+                        ),
                     },
                     {
                         "type": "AuditEvent",

@@ -24,8 +24,9 @@ def _etag(body: dict[str, object]) -> dict[str, str]:
 
 async def create_consent(request: Request) -> Response:
     scope = await scope_of(request)
-    resource = await read_resource(request, services_of(request).settings.max_upload_bytes,
-                                   "Consent")
+    resource = await read_resource(
+        request, services_of(request).settings.max_upload_bytes, "Consent"
+    )
     validate(resource)
     body = await scope.create_consent(resource)
     location = f"{base_url(request)}/Consent/{body['id']}"
@@ -48,28 +49,40 @@ async def search_consent(request: Request) -> Response:
         from carnet.access.records import RecordCriteria
 
         views = await scope.search_records(
-            RecordCriteria(identifiers=[(t.system, t.code) for t in idents]))
+            RecordCriteria(identifiers=[(t.system, t.code) for t in idents])
+        )
         ids += [v.record.record_id for v in views]
     if not ids:
-        raise InvalidInput("Consent search needs patient or patient.identifier",
-                           expression="patient")
+        raise InvalidInput(
+            "Consent search needs patient or patient.identifier", expression="patient"
+        )
     found = await scope.search_consents(ids)
     base = base_url(request)
-    return fhir_response(searchset(
-        self_url=page_url(f"{base}/Consent", p, None), next_url=None, total=len(found),
-        matches=[(f"{base}/Consent/{c['id']}", orjson.dumps(c)) for c in found]))
+    return fhir_response(
+        searchset(
+            self_url=page_url(f"{base}/Consent", p, None),
+            next_url=None,
+            total=len(found),
+            matches=[(f"{base}/Consent/{c['id']}", orjson.dumps(c)) for c in found],
+        )
+    )
 
 
 async def update_consent(request: Request) -> Response:
     scope = await scope_of(request)
     cid = request.path_params["id"]
-    resource = await read_resource(request, services_of(request).settings.max_upload_bytes,
-                                   "Consent")
+    resource = await read_resource(
+        request, services_of(request).settings.max_upload_bytes, "Consent"
+    )
     if resource.get("id") not in (None, cid):
-        raise InvalidInput(f"the resource id {resource.get('id')!r} does not match the URL",
-                           expression="Consent.id")
+        raise InvalidInput(
+            f"the resource id {resource.get('id')!r} does not match the URL",
+            expression="Consent.id",
+        )
     validate(resource)
-    body = await scope.update_consent(cid, resource, parse_if_match(request.headers.get("if-match")))
+    body = await scope.update_consent(
+        cid, resource, parse_if_match(request.headers.get("if-match"))
+    )
     return fhir_response(body, headers=_etag(body))
 
 

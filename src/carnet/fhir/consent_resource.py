@@ -22,10 +22,14 @@ from carnet.errors import InvalidInput, UnprocessableEntity
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CARNET_PURPOSE = "https://carnet.health/fhir/CodeSystem/dmp-emergency-purpose"
 PURPOSES = {"ETREAT": "centre15", "BTG": "bris_de_glace", "MASKED": "masked"}
-SCOPE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                     "code": "patient-privacy"}]}
-CATEGORY = [{"coding": [{"system": "http://loinc.org", "code": "59284-0",
-                         "display": "Patient Consent"}]}]
+SCOPE = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+CATEGORY = [
+    {"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +46,25 @@ class ConsentInput:
 def parse_consent(resource: dict[str, Any]) -> ConsentInput:
     status = resource.get("status")
     if status not in ("active", "inactive"):
-        raise UnprocessableEntity("Consent.status must be active or inactive",
-                                  expression="Consent.status")
+        raise UnprocessableEntity(
+            "Consent.status must be active or inactive", expression="Consent.status"
+        )
     provision = resource.get("provision")
     if not isinstance(provision, dict):
         raise UnprocessableEntity("Consent.provision is required", expression="Consent.provision")
     decision = provision.get("type")
     if decision not in ("permit", "deny"):
-        raise UnprocessableEntity("Consent.provision.type must be permit or deny",
-                                  expression="Consent.provision.type")
+        raise UnprocessableEntity(
+            "Consent.provision.type must be permit or deny", expression="Consent.provision.type"
+        )
     purpose = None
     purposes = provision.get("purpose") or []
     if purposes:
         if len(purposes) != 1 or not isinstance(purposes[0], dict):
-            raise UnprocessableEntity("one provision.purpose per emergency consent",
-                                      expression="Consent.provision.purpose")
+            raise UnprocessableEntity(
+                "one provision.purpose per emergency consent",
+                expression="Consent.provision.purpose",
+            )
         purpose = purposes[0].get("code")
         if purpose not in PURPOSES:
             raise UnprocessableEntity(
@@ -67,8 +75,9 @@ def parse_consent(resource: dict[str, Any]) -> ConsentInput:
     actors = provision.get("actor") or []
     if purpose is not None:
         if actors:
-            raise UnprocessableEntity("an emergency consent names no actor",
-                                      expression="Consent.provision.actor")
+            raise UnprocessableEntity(
+                "an emergency consent names no actor", expression="Consent.provision.actor"
+            )
         return ConsentInput(decision, status, purpose, None, None, None, resource.get("patient"))
     if len(actors) != 1 or not isinstance(actors[0], dict):
         raise UnprocessableEntity(
@@ -91,8 +100,9 @@ def parse_consent(resource: dict[str, Any]) -> ConsentInput:
         kind = "professional"
     elif system == STRUCTURE_SYSTEM:
         if decision == "deny":
-            raise UnprocessableEntity("a block names a professional, not a structure",
-                                      expression=where)
+            raise UnprocessableEntity(
+                "a block names a professional, not a structure", expression=where
+            )
         value = check_structure(str(ident["value"]), field=where)
         kind = "structure"
     else:
@@ -105,13 +115,22 @@ def parse_consent(resource: dict[str, Any]) -> ConsentInput:
 
 
 def render_consent(
-    resource: dict[str, Any], *, consent_id: str, record_id: str, version_id: int,
-    last_updated: str, status: str, recorded_by: str,
+    resource: dict[str, Any],
+    *,
+    consent_id: str,
+    record_id: str,
+    version_id: int,
+    last_updated: str,
+    status: str,
+    recorded_by: str,
 ) -> dict[str, Any]:
     out = dict(resource)
     out["id"] = consent_id
-    out["meta"] = {**(out.get("meta") or {}), "versionId": str(version_id),
-                   "lastUpdated": last_updated}
+    out["meta"] = {
+        **(out.get("meta") or {}),
+        "versionId": str(version_id),
+        "lastUpdated": last_updated,
+    }
     out["status"] = status
     out.setdefault("scope", SCOPE)
     out.setdefault("category", CATEGORY)
@@ -130,8 +149,9 @@ def _actor_identifier(actor_id: str) -> dict[str, str]:
     return {"value": actor_id}
 
 
-def emergency_consent(record_id: str, purpose: str, allowed: bool, last_updated: str,
-                      version_id: int) -> dict[str, Any]:
+def emergency_consent(
+    record_id: str, purpose: str, allowed: bool, last_updated: str, version_id: int
+) -> dict[str, Any]:
     """The emergency consents live on the record; they are shown as Consents."""
     system = CARNET_PURPOSE if purpose == "MASKED" else ACT_REASON
     return {
@@ -143,8 +163,10 @@ def emergency_consent(record_id: str, purpose: str, allowed: bool, last_updated:
         "category": CATEGORY,
         "patient": {"reference": f"Patient/{record_id}"},
         "dateTime": last_updated,
-        "provision": {"type": "permit" if allowed else "deny",
-                      "purpose": [{"system": system, "code": purpose}]},
+        "provision": {
+            "type": "permit" if allowed else "deny",
+            "purpose": [{"system": system, "code": purpose}],
+        },
     }
 
 

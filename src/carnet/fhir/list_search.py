@@ -69,11 +69,8 @@ async def read_list(request: Request) -> Response:
     scope = await scope_of(request)
     lid = request.path_params["id"]
     resources, _total, _ = await scope.search_lists(
-        ListCriteria(record_ids=[[lid.split("-")[0]]], count=10_000)
+        ListCriteria(record_ids=[[lid.split("-")[0]]], set_ids=[lid], count=1)
     )
-    import orjson
-
-    for r in resources:
-        if orjson.loads(r).get("id") == lid:
-            return fhir_response(r)
-    raise NotFound("no such resource, or no access to it")
+    if not resources:
+        raise NotFound("no such resource, or no access to it")
+    return fhir_response(resources[0])

@@ -30,5 +30,11 @@ async def everything(request: Request) -> Response:
             if page.next_cursor is None:
                 break
             criteria.cursor = page.next_cursor
-    return fhir_response(searchset(self_url=f"{base}/Patient/{rid}/$everything", next_url=None,
-                                   total=len(matches), matches=matches))
+    return fhir_response(
+        searchset(
+            self_url=f"{base}/Patient/{rid}/$everything",
+            next_url=None,
+            total=len(matches),
+            matches=matches,
+        )
+    )

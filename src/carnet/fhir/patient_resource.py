@@ -127,7 +127,9 @@ def treating_physician_of(resource: dict[str, Any]) -> str | None:
     if not refs:
         return None
     if not isinstance(refs, list):
-        raise UnprocessableEntity("generalPractitioner must be a list", expression="Patient.generalPractitioner")
+        raise UnprocessableEntity(
+            "generalPractitioner must be a list", expression="Patient.generalPractitioner"
+        )
     contained = {
         "#" + str(c.get("id")): c for c in resource.get("contained") or [] if isinstance(c, dict)
     }
@@ -144,8 +146,7 @@ def treating_physician_of(resource: dict[str, Any]) -> str | None:
             if ident.get("system") == RPPS_SYSTEM and ident.get("value"):
                 return f"rpps:{ident['value']}"
         raise UnprocessableEntity(
-            "the médecin traitant must be named by RPPS (identifier system "
-            f"{RPPS_SYSTEM})",
+            f"the médecin traitant must be named by RPPS (identifier system {RPPS_SYSTEM})",
             expression=f"Patient.generalPractitioner[{index}]",
         )
     return None

@@ -99,7 +99,7 @@ def _aad(blob_id: str, index: int, last: bool) -> bytes:
 
 
 class ChunkEncryptor:
-    """Encrypts a stream chunk by chunk. Feed plaintext with :meth:`update`, end with :meth:`final`."""
+    """Encrypts a stream chunk by chunk: plaintext in :meth:`update`, the end in :meth:`final`."""
 
     def __init__(self, key: bytes, blob_id: str, chunk_size: int = CHUNK_SIZE) -> None:
         self._aead = AESGCM(key)

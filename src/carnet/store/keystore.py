@@ -71,7 +71,9 @@ class KeyStore:
 
     async def delete(self, record_id: str) -> bool:
         async with self.engine.begin() as conn:
-            result = await conn.execute(delete(keys_table).where(keys_table.c.record_id == record_id))
+            result = await conn.execute(
+                delete(keys_table).where(keys_table.c.record_id == record_id)
+            )
         return bool(result.rowcount)
 
     async def close(self) -> None:

@@ -41,7 +41,9 @@ def test_wrapped_key_is_bound_to_its_record() -> None:
         MasterKey(os.urandom(32)).unwrap("record-a", wrapped)
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17])
+@pytest.mark.parametrize(
+    "size", [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17]
+)
 def test_round_trip_and_ranges(tmp_path: Path, size: int) -> None:
     store = FileContentStore(tmp_path, fsync=False)
     key = os.urandom(32)
