@@ -284,10 +284,8 @@ class DocumentOps(RecordOps):
                 expression="DocumentReference.content.attachment.size",
             )
         store = self.services.content
-        if len(data) > LARGE:
-            info, writer = await asyncio.to_thread(store.put, record_id, key, data)
-        else:
-            info, writer = store.put(record_id, key, data)
+        # in a thread: the write ends with an fsync, which must not stall the event loop
+        info, writer = await asyncio.to_thread(store.put, record_id, key, data)
         if entry.hash_sha1 is not None and entry.hash_sha1 != info.sha1:
             writer.abort()
             raise UnprocessableEntity(
