@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from carnet.access.scoped import Scope
 from carnet.demo.documents import bundle_for, documents_for
@@ -55,7 +54,7 @@ def _patient_actor(p: DemoPatient) -> Actor:
     )
 
 
-def _patient_resource(p: DemoPatient) -> dict[str, Any]:
+def _patient_resource(p: DemoPatient, gp: DemoProfessional) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
         "extension": [
@@ -88,6 +87,12 @@ def _patient_resource(p: DemoPatient) -> dict[str, Any]:
         "telecom": [{"system": "email", "value": p.email}],
         "gender": p.gender,
         "birthDate": p.birth_date,
+        "generalPractitioner": [
+            {
+                "identifier": {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": gp.rpps},
+                "display": f"Dr {gp.display}",
+            }
+        ],
     }
 
 
@@ -104,7 +109,7 @@ async def load_demo(settings: Settings) -> DemoSummary:
             for index, patient in enumerate(PATIENTS):
                 opener = Scope(services, _pro_actor(gp), "http://demo/fhir")
                 try:
-                    await opener.create_record(_patient_resource(patient))
+                    await opener.create_record(_patient_resource(patient, gp))
                     summary.records_created += 1
                 except Conflict:
                     pass
@@ -133,25 +138,22 @@ def print_demo_help(settings: Settings, summary: DemoSummary) -> None:
         f"{summary.documents_total} documents ({summary.records_created} records and "
         f"{summary.documents_created} documents new this start)."
     )
-    patients = Table(title="Patients (INS-NIR de test, OID 1.2.250.1.213.1.4.10)")
-    for col in ("name", "INS", "born"):
-        patients.add_column(col)
+    console.print("\n[bold]Patients[/bold] (INS-NIR de test, OID 1.2.250.1.213.1.4.10):")
     for p in summary.patients:
-        patients.add_row(p.display, p.ins, p.birth_date)
-    console.print(patients)
-    pros = Table(title="Professionals")
-    for col in (
-        "name",
-        "profession",
-        "RPPS (IdNatPS)",
-        "--profession",
-        "--specialty",
-        "--structure",
-    ):
-        pros.add_column(col)
+        console.print(
+            f"  {p.display}, born {p.birth_date}: INS {p.ins}\n"
+            f"    .venv/bin/carnet token patient {p.ins} --ins-oid {p.oid}",
+            soft_wrap=True,
+        )
+    console.print("\n[bold]Professionals[/bold] (RPPS as IdNatPS):")
     for pr in summary.professionals:
-        pros.add_row(pr.display, pr.label, pr.rpps, pr.profession, pr.specialty or "", pr.structure)
-    console.print(pros)
+        spec = f" --specialty {pr.specialty}" if pr.specialty else ""
+        console.print(
+            f"  {pr.display}, {pr.label}, {pr.structure_name}: RPPS {pr.rpps}\n"
+            f"    .venv/bin/carnet token professional --rpps {pr.rpps} "
+            f"--profession {pr.profession}{spec} --structure {pr.structure}",
+            soft_wrap=True,
+        )
     first = summary.patients[0]
     console.print(
         f"\nServer: [bold]{url}[/bold]   FHIR: {url}/fhir   API docs: {url}/docs\n"
@@ -161,5 +163,6 @@ def print_demo_help(settings: Settings, summary: DemoSummary) -> None:
         f"  TOKEN=$(.venv/bin/carnet token professional --rpps {summary.professionals[0].rpps} "
         f"--profession 10 --specialty SM54)\n"
         f"  or: curl -X POST {url}/dev/token -H 'Content-Type: application/json' "
-        f'-d \'{{"kind": "patient", "ins": "{first.ins}", "ins_oid": "{first.oid}"}}\'\n'
+        f'-d \'{{"kind": "patient", "ins": "{first.ins}", "ins_oid": "{first.oid}"}}\'\n',
+        soft_wrap=True,
     )

@@ -1,0 +1,43 @@
+"""`make run`'s demo data: loaded through the access service, idempotent, readable by whom the
+rules allow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from carnet.access.scoped import Scope
+from carnet.demo.loader import _patient_actor, _pro_actor, load_demo
+from carnet.demo.people import PATIENTS, PROFESSIONALS
+from carnet.domain.search import DocumentCriteria
+from carnet.services import Services
+from carnet.settings import Settings
+
+
+def test_demo_loads_once_and_follows_the_rules(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, dev_issuer=True, allow_test_ins=True)
+    first = asyncio.run(load_demo(settings))
+    assert first.records_created == len(PATIENTS)
+    assert first.documents_created == first.documents_total == 6 * len(PATIENTS)
+    again = asyncio.run(load_demo(settings))
+    assert again.records_created == 0 and again.documents_created == 0
+
+    async def visible(actor_kind: str) -> int:
+        services = await Services.start(settings)
+        try:
+            actor = (
+                _patient_actor(PATIENTS[0])
+                if actor_kind == "patient"
+                else _pro_actor(PROFESSIONALS[6 if actor_kind == "dentist" else 0])
+            )
+            scope = Scope(services, actor, "http://demo/fhir")
+            page = await scope.search_documents(DocumentCriteria(count=100))
+            return page.total
+        finally:
+            await services.close()
+
+    assert asyncio.run(visible("patient")) == 6
+    # the médecin traitant (who opened the records) reads every demo document
+    assert asyncio.run(visible("gp")) == 6 * len(PATIENTS)
+    # the dentist was never authorised and authored nothing
+    assert asyncio.run(visible("dentist")) == 0
