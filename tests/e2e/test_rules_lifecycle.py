@@ -259,15 +259,6 @@ def test_destruction_is_irreversible_and_verifiable(
     assert _wrapped_key(data_dir, new_pid) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "only document content is encrypted with the record key: the Patient's identity and the "
-        "DocumentReference metadata (title, type…) are plaintext in carnet.sqlite, so a backup "
-        "taken before the destruction still reads them afterwards (dmp.md §2: nothing may remain "
-        "readable, backups included; docs/lifecycle.md says a backup holds only ciphertext)"
-    ),
-)
 def test_destruction_leaves_no_readable_metadata_in_backups(
     rules: Rules, server: Server, tmp_path: Path
 ) -> None:

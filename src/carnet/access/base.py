@@ -21,7 +21,8 @@ from carnet.domain.records import Record
 from carnet.domain.traces import trace_row, write_traces
 from carnet.errors import Forbidden, NotFound
 from carnet.services import Services
-from carnet.store.rows import record_from_row
+from carnet.store.crypto import is_sealed, seal, unseal
+from carnet.store.rows import record_from_row, with_identity
 from carnet.store.tables import consents, record_professionals, records, representatives
 
 NOT_FOUND = "no such resource, or no access to it"
@@ -116,6 +117,24 @@ class ScopeBase:
             allows_masked_in_emergency=record.emergency.masked,
             now=utcnow(),
         )
+
+    # -- sealed resources ------------------------------------------------------------------------
+    async def seal(self, record_id: str, data: bytes) -> bytes:
+        """Stored resources (documents' metadata, the Patient) are sealed with the record's key:
+        destroying the key leaves nothing of them readable, backups included."""
+        return seal(await self.services.keys.key_for(record_id), record_id.encode(), data)
+
+    async def unseal(self, record_id: str, data: bytes) -> bytes:
+        if not is_sealed(data):
+            return data
+        return unseal(await self.services.keys.key_for(record_id), record_id.encode(), data)
+
+    async def opened(self, record: Record) -> Record:
+        """The record with its Patient resource decrypted and its identity traits read from it."""
+        if not is_sealed(record.resource):
+            return record
+        plain = await self.unseal(record.record_id, record.resource)
+        return with_identity(record, plain)
 
     # -- decisions ---------------------------------------------------------------------------
     def decide(

@@ -197,6 +197,7 @@ class ConsentOps(DocumentOps):
         emergency = replace(record.emergency, **{field: allowed})
         now = utcnow()
         version = record.version_id + 1
+        record = await self.opened(record)
         stored = orjson.loads(record.resource)
         updated = replace(record, emergency=emergency, version_id=version, last_updated=now)
         updated = replace(
@@ -220,7 +221,7 @@ class ConsentOps(DocumentOps):
             .where(
                 records.c.record_id == record.record_id, records.c.version_id == record.version_id
             )
-            .values(**record_values(updated))
+            .values(**record_values(updated, await self.seal(record.record_id, updated.resource)))
         )
         if result.rowcount != 1:
             raise PreconditionFailed("the record changed meanwhile; send again")
@@ -229,7 +230,7 @@ class ConsentOps(DocumentOps):
                 record_id=record.record_id,
                 version_id=version,
                 last_updated=now,
-                resource=updated.resource,
+                resource=await self.seal(record.record_id, updated.resource),
             )
         )
         return emergency_consent(record.record_id, purpose, allowed, iso(now), version)

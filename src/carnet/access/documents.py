@@ -442,6 +442,7 @@ class DocumentOps(RecordOps):
                 )
             )
         resource = self._render_document(doc, rid, doc_id, binary_id, size, sha1, now, replaces_id)
+        sealed = await self.seal(rid, resource)
         labels = " " + " ".join(entry.confidentiality) + " "
         await conn.execute(
             documents.insert().values(
@@ -470,12 +471,12 @@ class DocumentOps(RecordOps):
                 size=size,
                 created_at=now,
                 last_updated=now,
-                resource=resource,
+                resource=sealed,
             )
         )
         await conn.execute(
             document_history.insert().values(
-                record_id=rid, doc_id=doc_id, version_id=1, last_updated=now, resource=resource
+                record_id=rid, doc_id=doc_id, version_id=1, last_updated=now, resource=sealed
             )
         )
         seen: set[tuple[str, str]] = set()
@@ -602,10 +603,10 @@ class DocumentOps(RecordOps):
                 "can be replaced"
             )
         version = target.version_id + 1
-        body = orjson.loads(target.resource)
+        body = orjson.loads(await self.unseal(rid, target.resource))
         body["status"] = "superseded"
         body["meta"] = {**body.get("meta", {}), "versionId": str(version), "lastUpdated": iso(now)}
-        resource = orjson.dumps(body)
+        resource = await self.seal(rid, orjson.dumps(body))
         await conn.execute(
             update(documents)
             .where(documents.c.record_id == rid, documents.c.doc_id == target_id)
@@ -688,7 +689,7 @@ class DocumentOps(RecordOps):
                 submission_time=ss.submission_time,
                 author_id=ss.author_id,
                 created_at=now,
-                resource=orjson.dumps(body),
+                resource=await self.seal(record.record_id, orjson.dumps(body)),
             )
         )
 
@@ -784,6 +785,7 @@ class DocumentOps(RecordOps):
                         "last_updated": row[1],
                     }
                 )
+            doc = replace(doc, resource=await self.unseal(doc.record_id, doc.resource))
             await self.trace(conn, Action.DOCUMENT_READ, record.record_id, decision, doc_id=doc_id)
             if self.actor.kind is ActorKind.PROFESSIONAL:
                 await on_access(
@@ -812,7 +814,7 @@ class DocumentOps(RecordOps):
                 )
                 .order_by(document_history.c.version_id.desc())
             )
-            return [(r[0], r[1], bytes(r[2])) for r in rows]
+            return [(r[0], r[1], await self.unseal(doc.record_id, bytes(r[2]))) for r in rows]
 
     async def open_content(self, binary_id: str) -> ContentHandle:
         """Access-checked handle on a Binary's content (ITI-68)."""
@@ -906,7 +908,7 @@ class DocumentOps(RecordOps):
                 raise PreconditionFailed(
                     f"DocumentReference/{doc_id} is at version {doc.version_id}, not {if_match}"
                 )
-            stored = orjson.loads(doc.resource)
+            stored = orjson.loads(await self.unseal(doc.record_id, doc.resource))
             changed = {
                 k
                 for k in set(stored) | set(resource)
@@ -982,6 +984,7 @@ class DocumentOps(RecordOps):
                 "lastUpdated": iso(now),
             }
             body = orjson.dumps(stored)
+            sealed = await self.seal(doc.record_id, body)
             res = await conn.execute(
                 update(documents)
                 .where(
@@ -994,7 +997,7 @@ class DocumentOps(RecordOps):
                     archived=archived,
                     version_id=version,
                     last_updated=now,
-                    resource=body,
+                    resource=sealed,
                     security_labels=" " + " ".join(labels) + " ",
                 )
             )
@@ -1006,7 +1009,7 @@ class DocumentOps(RecordOps):
                     doc_id=doc_id,
                     version_id=version,
                     last_updated=now,
-                    resource=body,
+                    resource=sealed,
                 )
             )
             for action, decision, what in decisions:
@@ -1153,7 +1156,11 @@ class DocumentOps(RecordOps):
                     )
                 ).all()
                 by_id = {stored_from_row(r).doc_id: stored_from_row(r) for r in rows}
-                items = [by_id[did] for _r, did, _t in page if did in by_id]
+                items = [
+                    replace(by_id[did], resource=await self.unseal(rid, by_id[did].resource))
+                    for rid, did, _t in page
+                    if did in by_id
+                ]
             returned: dict[str, list[str]] = {}
             for doc in items:
                 returned.setdefault(doc.record_id, []).append(doc.doc_id)
@@ -1170,7 +1177,7 @@ class DocumentOps(RecordOps):
                 for rid in returned:
                     record = records_seen.get(rid)
                     if record is not None and self.decide(Action.RECORD_READ, facts_cache[rid]):
-                        included.append(record)
+                        included.append(await self.opened(record))
         last = items[-1] if items else None
         next_cursor = (last.date, last.doc_id) if more and last and last.date else None
         return Page(items, len(allowed), next_cursor, included)
@@ -1256,7 +1263,7 @@ class DocumentOps(RecordOps):
                     ).all()
                 }
                 for r in page:
-                    body = orjson.loads(bodies[r.set_id])
+                    body = orjson.loads(await self.unseal(r.record_id, bytes(bodies[r.set_id])))
                     allowed = visible[r.set_id]
                     body["entry"] = [
                         e

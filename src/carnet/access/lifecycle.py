@@ -106,7 +106,9 @@ class LifecycleOps(ConsentOps):
             resource=orjson.dumps(body),
         )
         await conn.execute(
-            records.update().where(records.c.record_id == rid).values(**record_values(tomb))
+            records.update()
+            .where(records.c.record_id == rid)
+            .values(**record_values(tomb, tomb.resource))
         )
         await self.trace(conn, "record.destroy", rid, decision, detail=reason)
         return tomb

@@ -7,10 +7,9 @@ from datetime import time, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, not_, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import ColumnElement
 
 from carnet.access.base import NOT_FOUND, ScopeBase
 from carnet.access.policy import Action, RecordFacts, RecordState, Relation
@@ -50,26 +49,41 @@ class RecordCriteria:
     ids: list[str] = field(default_factory=list)
 
 
-def _birth_date_condition(d: DateRange) -> ColumnElement[bool]:
-    """FHIR date search on the birth date (a day, stored as YYYY-MM-DD: its text sorts as the
-    date does). The searched value is the range [lo, hi) of its precision."""
+def _birth_date_matches(birth_date: str, d: DateRange) -> bool:
+    """FHIR date search on a birth date (a day, YYYY-MM-DD: its text sorts as the date does).
+    The searched value is the range [lo, hi) of its precision."""
+    if not birth_date:
+        return False
     lo = d.lo.date().isoformat()
     hi_day = d.hi.date() if d.hi.time() == time.min else d.hi.date() + timedelta(days=1)
     hi = hi_day.isoformat()
-    column = records.c.birth_date
-    within = and_(column >= lo, column < hi)
-    conditions: dict[str, ColumnElement[bool]] = {
+    within = lo <= birth_date < hi
+    return {
         "eq": within,
         "ap": within,
-        "ne": not_(within),
-        "gt": column >= hi,
-        "sa": column >= hi,
-        "ge": column >= lo,
-        "lt": column < lo,
-        "eb": column < lo,
-        "le": column < hi,
-    }
-    return conditions[d.prefix]
+        "ne": not within,
+        "gt": birth_date >= hi,
+        "sa": birth_date >= hi,
+        "ge": birth_date >= lo,
+        "lt": birth_date < lo,
+        "eb": birth_date < lo,
+        "le": birth_date < hi,
+    }[d.prefix]
+
+
+def _traits_match(record: Record, criteria: RecordCriteria) -> bool:
+    family = normalise_name(record.identity.family)
+    given = normalise_name(record.identity.given)
+    names = given.split()
+    return (
+        all(family.startswith(normalise_name(f)) for f in criteria.family)
+        and all(
+            given.startswith(normalise_name(g))
+            or any(n.startswith(normalise_name(g)) for n in names)
+            for g in criteria.given
+        )
+        and all(_birth_date_matches(record.identity.birth_date, d) for d in criteria.birthdate)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +174,14 @@ class RecordOps(ScopeBase):
         try:
             async with self.services.engine.begin() as conn:
                 await self._refuse_objection_or_duplicate(conn, identity.ins)
-                await conn.execute(records.insert().values(**record_values(record)))
+                sealed = await self.seal(record_id, record.resource)
+                await conn.execute(records.insert().values(**record_values(record, sealed)))
                 await conn.execute(
                     record_history.insert().values(
                         record_id=record_id,
                         version_id=version,
                         last_updated=now,
-                        resource=record.resource,
+                        resource=sealed,
                     )
                 )
                 if self.actor.kind is ActorKind.PROFESSIONAL:
@@ -315,9 +330,10 @@ class RecordOps(ScopeBase):
                 ).first()
                 if row is None:
                     raise NotFound(f"Patient/{record_id} has no version {version}")
-                record = replace(record, version_id=version, resource=bytes(row[0]))
+                plain = await self.unseal(record_id, bytes(row[0]))
+                record = replace(record, version_id=version, resource=plain)
             await self.trace(conn, Action.RECORD_READ, record_id, decision)
-            return record
+            return await self.opened(record)
 
     async def update_record(
         self, record_id: str, resource: dict[str, Any], if_match: int | None
@@ -380,7 +396,8 @@ class RecordOps(ScopeBase):
                     consent=self._consent(record),
                 ),
             )
-            values = record_values(updated)
+            sealed = await self.seal(record_id, updated.resource)
+            values = record_values(updated, sealed)
             result = await conn.execute(
                 records.update()
                 .where(records.c.record_id == record_id, records.c.version_id == record.version_id)
@@ -393,7 +410,7 @@ class RecordOps(ScopeBase):
                     record_id=record_id,
                     version_id=version,
                     last_updated=now,
-                    resource=updated.resource,
+                    resource=sealed,
                 )
             )
             await self.trace(conn, Action.RECORD_UPDATE, record_id, decision)
@@ -412,7 +429,9 @@ class RecordOps(ScopeBase):
                 .where(record_history.c.record_id == record.record_id)
                 .order_by(record_history.c.version_id.desc())
             )
-            return [(r[0], iso(r[1]), bytes(r[2])) for r in rows]
+            return [
+                (r[0], iso(r[1]), await self.unseal(record.record_id, bytes(r[2]))) for r in rows
+            ]
 
     async def search_records(self, criteria: RecordCriteria) -> list[RecordView]:
         """Patient search. Professionals see full records they may read, and the status only
@@ -436,36 +455,35 @@ class RecordOps(ScopeBase):
                     ]
                 )
             )
-        for fam in criteria.family:
-            conds.append(records.c.family_norm.startswith(normalise_name(fam), autoescape=True))
-        for giv in criteria.given:
-            n = normalise_name(giv)
-            conds.append(
-                or_(
-                    records.c.given_norm.startswith(n, autoescape=True),
-                    records.c.given_norm.contains(" " + n, autoescape=True),
-                )
-            )
-        for bd in criteria.birthdate:
-            conds.append(_birth_date_condition(bd))
         if criteria.ids:
             conds.append(records.c.record_id.in_(criteria.ids))
         if self.actor.kind is ActorKind.PATIENT:
             conds.append(records.c.ins_value == (self.actor.ins or ""))
         elif self.actor.kind is ActorKind.PROFESSIONAL and not exact_ins:
+            names = [v for v in (self.actor.rpps, self.actor.structure) if v]
             conds.append(
-                records.c.record_id.in_(
-                    select(record_professionals.c.record_id).where(
-                        record_professionals.c.professional_id == self.actor.id
-                    )
+                or_(
+                    records.c.treating_physician == self.actor.id,
+                    records.c.record_id.in_(
+                        select(record_professionals.c.record_id).where(
+                            record_professionals.c.professional_id == self.actor.id
+                        )
+                    ),
+                    records.c.record_id.in_(
+                        select(consents.c.record_id).where(
+                            consents.c.actor_value.in_(names),
+                            consents.c.status == "active",
+                            consents.c.decision == "permit",
+                        )
+                    ),
                 )
             )
         elif self.actor.kind not in (ActorKind.PATIENT, ActorKind.PROFESSIONAL):
             return []
         query = (
             query.where(*conds)
-            .order_by(records.c.family_norm, records.c.record_id)
-            .limit(self.settings.page_size_max)
+            .order_by(records.c.record_id)
+            .limit(10 * self.settings.page_size_max)
         )
         views: list[RecordView] = []
         async with self.services.engine.begin() as conn:
@@ -476,8 +494,10 @@ class RecordOps(ScopeBase):
                 facts = await self._facts(conn, record)
                 read = self.decide(Action.RECORD_READ, facts)
                 if read:
-                    views.append(RecordView(record, True, "read"))
-                    traces.append((Action.RECORD_READ, record.record_id, read))
+                    record = await self.opened(record)
+                    if _traits_match(record, criteria):
+                        views.append(RecordView(record, True, "read"))
+                        traces.append((Action.RECORD_READ, record.record_id, read))
                     continue
                 status = self.decide(Action.RECORD_STATUS, facts)
                 # TD0.2 answers by the INS alone: filtering on identity traits would let a
@@ -486,9 +506,10 @@ class RecordOps(ScopeBase):
                 if status and exact_ins and not traits:
                     views.append(RecordView(record, False, "none"))
                     traces.append((Action.RECORD_STATUS, record.record_id, status))
-            for action, rid, decision in traces:
+            for action, rid, decision in sorted(traces, key=lambda t: t[1]):
                 await self.trace(conn, action, rid, decision, detail="search")
-        return views
+        views.sort(key=lambda v: (normalise_name(v.record.identity.family), v.record.record_id))
+        return views[: self.settings.page_size_max]
 
     @staticmethod
     def patient_json(record: Record) -> dict[str, Any]:

@@ -168,3 +168,26 @@ class ChunkDecryptor:
             return self._aead.decrypt(nonce, sealed, _aad(self._blob_id, index, last))
         except InvalidTag:
             raise DecryptionError(f"chunk {index} failed authentication") from None
+
+
+SEALED = b"\xa5S1"  # never the first bytes of JSON
+
+
+def seal(key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    """Encrypt a small value (a stored resource) with a record key: AES-256-GCM, the record id as
+    associated data, so that a sealed value cannot be moved to another record."""
+    nonce = secrets.token_bytes(12)
+    return SEALED + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def unseal(key: bytes, aad: bytes, data: bytes) -> bytes:
+    if not data.startswith(SEALED):
+        return data  # stored in clear: tombstones, and rows written before sealing existed
+    try:
+        return AESGCM(key).decrypt(data[3:15], data[15:], aad)
+    except InvalidTag:
+        raise DecryptionError("a sealed value failed authentication") from None
+
+
+def is_sealed(data: bytes) -> bool:
+    return data.startswith(SEALED)

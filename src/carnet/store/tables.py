@@ -34,13 +34,6 @@ records = Table(
     Column("ins_oid", String(32), nullable=False),
     Column("ins_value", String(15), nullable=False),
     Column("identity_status", String(8), nullable=False),
-    Column("family", String(200), nullable=False),
-    Column("given", String(200), nullable=False),
-    Column("family_norm", String(200), nullable=False),
-    Column("given_norm", String(200), nullable=False),
-    Column("birth_date", String(10), nullable=False),
-    Column("gender", String(16), nullable=False),
-    Column("birth_place", String(5)),
     Column("state", String(16), nullable=False),
     Column("consent_by", String(64), nullable=False),
     Column("consent_by_kind", String(16), nullable=False),
@@ -56,8 +49,6 @@ records = Table(
     Column("treating_physician", String(64)),  # actor id of the médecin traitant
     Column("resource", LargeBinary, nullable=False),
     UniqueConstraint("ins_oid", "ins_value", name="uq_records_ins"),
-    Index("ix_records_family_norm", "family_norm"),
-    Index("ix_records_birth_date", "birth_date"),
 )
 
 record_history = Table(
