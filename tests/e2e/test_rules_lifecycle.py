@@ -262,8 +262,6 @@ def test_destruction_is_irreversible_and_verifiable(
 def test_destruction_leaves_no_readable_metadata_in_backups(
     rules: Rules, server: Server, tmp_path: Path
 ) -> None:
-    if server.settings.is_postgresql:
-        pytest.skip("the data backup of PostgreSQL is pg_dump's, not carnet's")
     author = rules.pro()
     marker = "ZZ" + uuid.uuid4().hex[:12].upper()
     ins = random_nir()
@@ -285,8 +283,38 @@ def test_destruction_leaves_no_readable_metadata_in_backups(
     )
     backup = tmp_path / "backup"
     _take_backup(server, backup)
+    if server.settings.is_postgresql:
+        _dump_tables(server, backup / "dump.bin")  # what pg_dump would hold: every row's bytes
     assert rules.http.delete(f"/fhir/Patient/{pid}", headers=patient.headers).status_code == 200
     assert _grep(backup, marker.encode()) == []
+
+
+def _dump_tables(server: Server, dest: Path) -> None:
+    """Every row of every table of the database, as bytes: a stand-in for pg_dump."""
+    import asyncio
+
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from carnet.store.tables import metadata
+
+    async def go() -> bytes:
+        engine = create_async_engine(server.settings.sqlalchemy_url)
+        out = bytearray()
+        try:
+            async with engine.connect() as conn:
+                for table in metadata.sorted_tables:
+                    for row in (await conn.execute(select(table))).all():
+                        for value in row:
+                            out += value if isinstance(value, bytes) else str(value).encode()
+                            out += b"\x00"
+        finally:
+            await engine.dispose()
+        return bytes(out)
+
+    data = asyncio.run(go())
+    assert len(data) > 1000
+    dest.write_bytes(data)
 
 
 def _set_closed_at(server: Server, pid: str, years: int) -> None:
@@ -373,8 +401,7 @@ def test_refusals_are_traced_for_the_patient(rules: Rules) -> None:
     author, stranger = rules.pro(), rules.pro()
     ins, pid, patient = rules.record(author)
     probe = rules.http.get("/fhir/AuditEvent", params={"patient": pid}, headers=patient.headers)
-    if probe.status_code in (404, 405) and "AuditEvent" not in probe.text:
-        pytest.skip("GET /fhir/AuditEvent is not there yet (being built)")
+    assert probe.status_code == 200, probe.text
     doc = rules.doc(ins, author)
     other_patient = rules.patient()
     outcome(rules.read(stranger, doc), 404)
