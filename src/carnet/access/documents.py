@@ -96,6 +96,20 @@ class StoredDocument:
         )
 
 
+def facts_of_row(m: Any) -> DocumentFacts:
+    """What the policy needs of a document, from a row (or a mapping) of ``documents``."""
+    return DocumentFacts(
+        doc_id=m["doc_id"],
+        status=m["status"],
+        author_id=m["author_id"],
+        labels=frozenset(m["security_labels"].split()),
+        archived=bool(m["archived"]),
+        type_code=m["type_code"],
+        class_code=m["class_code"],
+        added_at=m["created_at"],
+    )
+
+
 def stored_from_row(row: Row[Any]) -> StoredDocument:
     m = row._mapping
     return StoredDocument(
@@ -1117,17 +1131,7 @@ class DocumentOps(RecordOps):
                     facts_cache[rid] = facts
                     if record is not None:
                         records_seen[rid] = record
-                doc_facts = DocumentFacts(
-                    doc_id=m["doc_id"],
-                    status=m["status"],
-                    author_id=m["author_id"],
-                    labels=frozenset(m["security_labels"].split()),
-                    archived=bool(m["archived"]),
-                    type_code=m["type_code"],
-                    class_code=m["class_code"],
-                    added_at=m["created_at"],
-                )
-                if self.decide(Action.DOCUMENT_READ, facts_cache[rid], doc_facts):
+                if self.decide(Action.DOCUMENT_READ, facts_cache[rid], facts_of_row(m)):
                     allowed.append((rid, m["doc_id"], m["date"]))
                 else:
                     refused[rid] = refused.get(rid, 0) + 1
@@ -1228,17 +1232,7 @@ class DocumentOps(RecordOps):
                     rid = m["record_id"]
                     if rid not in facts_cache:
                         facts_cache[rid] = (await self._load_record(conn, rid))[1]
-                    doc_facts = DocumentFacts(
-                        doc_id=m["doc_id"],
-                        status=m["status"],
-                        author_id=m["author_id"],
-                        labels=frozenset(m["security_labels"].split()),
-                        archived=bool(m["archived"]),
-                        type_code=m["type_code"],
-                        class_code=m["class_code"],
-                        added_at=m["created_at"],
-                    )
-                    if self.decide(Action.DOCUMENT_READ, facts_cache[rid], doc_facts):
+                    if self.decide(Action.DOCUMENT_READ, facts_cache[rid], facts_of_row(m)):
                         visible.setdefault(m["submission_set_id"], set()).add(m["doc_id"])
             shown = [r for r in sets if visible.get(r.set_id)]
             start = 0
