@@ -12,7 +12,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from carnet.app import create_app
+from carnet.services import Services
 from carnet.settings import Settings
 from tests.factories import Factory
 
@@ -119,6 +120,25 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         srv.stop()
         if dbname and PG_URL:
             asyncio.run(_drop_database(PG_URL, dbname))
+
+
+@pytest.fixture()
+def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
+    """A fresh database (and data folder) per test, on the backend of the session."""
+    made, dbname = make_settings(backend, tmp_path / "data")
+    yield made
+    if dbname and PG_URL:
+        asyncio.run(_drop_database(PG_URL, dbname))
+
+
+@pytest.fixture()
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    """Services started in-process on ``settings`` (no HTTP server)."""
+    started = await Services.start(settings)
+    try:
+        yield started
+    finally:
+        await started.close()
 
 
 @pytest.fixture()

@@ -4,10 +4,6 @@ transaction is kept; reading traces is traced."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import update
 
@@ -18,9 +14,7 @@ from carnet.domain.audit_verify import verify_chains
 from carnet.domain.traces import AuditCriteria
 from carnet.errors import NotFound
 from carnet.services import Services
-from carnet.settings import Settings
 from carnet.store.tables import records
-from tests.conftest import PG_URL, _drop_database, make_settings
 from tests.factories import patient_resource, random_nir
 
 BASE = "http://carnet.test/fhir"
@@ -32,23 +26,6 @@ def pro(rpps: str) -> Actor:
 
 def patient(ins: str) -> Actor:
     return Actor(ActorKind.PATIENT, f"sub-{ins}", "test", ins=ins, ins_oid="1.2.250.1.213.1.4.10")
-
-
-@pytest.fixture()
-def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
-    made, dbname = make_settings(backend, tmp_path / "data")
-    yield made
-    if dbname and PG_URL:
-        asyncio.run(_drop_database(PG_URL, dbname))
-
-
-@pytest.fixture()
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    started = await Services.start(settings)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 async def traces(services: Services, actor: Actor, **criteria: object) -> list[tuple[str, str]]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,29 +26,10 @@ from carnet.services import Services
 from carnet.settings import Settings
 from carnet.store.db import alembic_config, create_engine
 from carnet.store.tables import audit_events
-from tests.conftest import PG_URL, _drop_database, make_settings
 from tests.factories import TEST_OID, docref, patient_resource, random_nir
 
 PRO = Actor(ActorKind.PROFESSIONAL, "sub-pro", "test", rpps="810000000001", profession="10")
 PATIENT = Actor(ActorKind.PATIENT, "sub-pat", "test", ins="180017512345678")
-
-
-@pytest.fixture()
-def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
-    """A fresh database (and data folder) per test, on the backend of the session."""
-    made, dbname = make_settings(backend, tmp_path / "data")
-    yield made
-    if dbname and PG_URL:
-        asyncio.run(_drop_database(PG_URL, dbname))
-
-
-@pytest.fixture()
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    started = await Services.start(settings)
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 async def append(engine: AsyncEngine, *calls: list[tuple[str | None, str]]) -> None:
