@@ -96,6 +96,22 @@ class StoredDocument:
         )
 
 
+# the columns ``facts_of_row`` reads
+FACT_COLUMNS = tuple(
+    documents.c[name]
+    for name in (
+        "doc_id",
+        "status",
+        "archived",
+        "author_id",
+        "security_labels",
+        "type_code",
+        "class_code",
+        "created_at",
+    )
+)
+
+
 def facts_of_row(m: Any) -> DocumentFacts:
     """What the policy needs of a document, from a row (or a mapping) of ``documents``."""
     return DocumentFacts(
@@ -1102,22 +1118,7 @@ class DocumentOps(RecordOps):
             conds.append(documents.c.archived == False)  # noqa: E712 - SQL expression
         d = documents.c
         order = (d.date.desc(), d.doc_id.desc()) if criteria.sort_desc else (d.date, d.doc_id)
-        light = (
-            select(
-                d.record_id,
-                d.doc_id,
-                d.date,
-                d.status,
-                d.archived,
-                d.author_id,
-                d.security_labels,
-                d.type_code,
-                d.class_code,
-                d.created_at,
-            )
-            .where(*conds)
-            .order_by(*order)
-        )
+        light = select(d.record_id, d.date, *FACT_COLUMNS).where(*conds).order_by(*order)
         async with self.services.engine.begin() as conn:
             facts_cache: dict[str, RecordFacts | None] = {}
             records_seen: dict[str, Record] = {}
@@ -1211,18 +1212,7 @@ class DocumentOps(RecordOps):
             if sets:
                 doc_rows = (
                     await conn.execute(
-                        select(
-                            d.record_id,
-                            d.doc_id,
-                            d.submission_set_id,
-                            d.status,
-                            d.archived,
-                            d.author_id,
-                            d.security_labels,
-                            d.type_code,
-                            d.class_code,
-                            d.created_at,
-                        ).where(
+                        select(d.record_id, d.submission_set_id, *FACT_COLUMNS).where(
                             d.record_id.in_({r.record_id for r in sets}),
                             d.submission_set_id.in_([r.set_id for r in sets]),
                         )
