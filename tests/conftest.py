@@ -18,10 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carnet.access.core import Core
 from carnet.app import create_app
-from carnet.services import Services
 from carnet.settings import Settings
+from carnet.store.db import create_engine
 from tests.factories import Factory
 
 PG_URL = os.environ.get("CARNET_TEST_DATABASE_URL")
@@ -132,13 +134,23 @@ def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture()
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    """Services started in-process on ``settings`` (no HTTP server)."""
-    started = await Services.start(settings)
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    """The core started in-process on ``settings`` (no HTTP server)."""
+    started = await Core.start(settings)
     try:
         yield started
     finally:
         await started.close()
+
+
+@pytest.fixture()
+async def engine(core: Core) -> AsyncIterator[AsyncEngine]:
+    """A database engine on the same store as ``core`` (for tests that look at the rows)."""
+    made = create_engine(core.settings)
+    try:
+        yield made
+    finally:
+        await made.dispose()
 
 
 @pytest.fixture()

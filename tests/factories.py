@@ -633,3 +633,53 @@ def execute_sql(url: str, statement: Any) -> int:
             await engine.dispose()
 
     return asyncio.run(go())
+
+
+def fetch_sql(url: str, statement: Any) -> list[Any]:
+    """Rows of one SQLAlchemy query against a server's database (its ``sqlalchemy_url``)."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def go() -> list[Any]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(statement)).all())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def stored_blobs(settings: Any, record_id: str) -> dict[str, bytes]:
+    """The encrypted blobs of a record as stored, whichever content store holds them: files
+    under the content folder, or rows of ``content_chunks`` (concatenated, they are the same
+    bytes as a file: the header, then the sealed chunks)."""
+    from sqlalchemy import select
+
+    from carnet.store.tables import content_chunks
+
+    out: dict[str, bytes] = {}
+    folder = settings.content_dir / record_id[:2] / record_id
+    if folder.is_dir():
+        out.update({p.name: p.read_bytes() for p in folder.iterdir()})
+    c = content_chunks.c
+    rows = fetch_sql(
+        settings.sqlalchemy_url,
+        select(c.blob_id, c.data).where(c.record_id == record_id).order_by(c.blob_id, c.chunk_no),
+    )
+    for blob_id, data in rows:
+        out[blob_id] = out.get(blob_id, b"") + bytes(data)
+    return out
+
+
+def open_blob(blob: bytes, blob_id: str, key: bytes, size: int) -> bytes:
+    """Decrypt a stored blob (as :func:`stored_blobs` gives it)."""
+    from carnet.store.crypto import HEADER, ChunkDecryptor
+
+    dec = ChunkDecryptor(key, blob_id, blob[: HEADER.size], size)
+    return b"".join(
+        dec.open_chunk(i, blob[dec.chunk_offset(i) : dec.chunk_offset(i) + dec.chunk_cipher_len(i)])
+        for i in range(dec.chunk_count)
+    )

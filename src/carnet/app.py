@@ -14,13 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from carnet import __version__
+from carnet.access.core import Core
 from carnet.auth.dev_issuer import DevIssuer
 from carnet.auth.routes import dev_token_router
 from carnet.auth.tokens import TokenVerifier
-from carnet.errors import CarnetError
+from carnet.domain.errors import CoreError, NotAuthenticated
+from carnet.fhir.errors import FhirError, from_core
 from carnet.fhir.outcome import error_response, outcome_response
 from carnet.fhir.routes import fhir_router
-from carnet.services import Services
 from carnet.settings import Settings
 
 log = logging.getLogger("carnet")
@@ -38,13 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings)
-        app.state.services = services
+        core = await Core.start(settings)
+        app.state.core = core
         app.state.verifier = TokenVerifier(settings, dev_issuer)
         try:
             yield
         finally:
-            await services.close()
+            await core.close()
 
     app = FastAPI(
         title="carnet",
@@ -55,11 +56,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
 
-    @app.exception_handler(CarnetError)
-    async def carnet_error(_request: Request, exc: CarnetError) -> Response:
-        if exc.status >= 500:
-            log.error("server error: %s", exc.message)
+    @app.exception_handler(FhirError)
+    async def fhir_error(_request: Request, exc: FhirError) -> Response:
         return error_response(exc)
+
+    @app.exception_handler(CoreError)
+    async def core_error(request: Request, exc: CoreError) -> Response:
+        if isinstance(exc, NotAuthenticated):
+            out = FhirError(exc.message)
+            out.status, out.code = 401, "login"
+            return error_response(out)
+        mapped = from_core(exc)
+        if mapped.status >= 500:
+            log.error("server error on %s %s: %s", request.method, request.url.path, exc.message)
+            if mapped.status == 500:
+                mapped.message = "internal error; it was logged"
+        return error_response(mapped)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

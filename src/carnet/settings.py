@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from carnet.errors import ConfigurationError
+from carnet.domain.errors import ConfigurationError
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -53,6 +53,7 @@ class Settings:
     db_pool_size: int = 10
     access_matrix: Path | None = None
     keystore_url: str | None = None
+    content_store: str | None = None  # file | db; default: db on PostgreSQL, file on SQLite
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "carnet@localhost"
@@ -80,6 +81,7 @@ class Settings:
             token_ttl_seconds=_int("CARNET_TOKEN_TTL", e.get("CARNET_TOKEN_TTL"), 3600),
             db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 10),
             keystore_url=e.get("CARNET_KEYSTORE_URL") or None,
+            content_store=_content_store(e.get("CARNET_CONTENT_STORE")),
             access_matrix=Path(e["CARNET_ACCESS_MATRIX"])
             if e.get("CARNET_ACCESS_MATRIX")
             else None,
@@ -105,6 +107,14 @@ class Settings:
     @property
     def is_postgresql(self) -> bool:
         return self.sqlalchemy_url.startswith("postgresql")
+
+
+def _content_store(value: str | None) -> str | None:
+    if not value:
+        return None
+    if value not in ("file", "db"):
+        raise ConfigurationError(f"CARNET_CONTENT_STORE must be file or db, got {value!r}")
+    return value
 
 
 def normalise_database_url(url: str) -> str:

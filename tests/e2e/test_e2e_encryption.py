@@ -12,7 +12,7 @@ import httpx
 
 from tests.conftest import Server
 from tests.e2e.conftest import Pro
-from tests.factories import FHIR_JSON, Factory, created_doc_ids, docref, pdf_bytes
+from tests.factories import FHIR_JSON, Factory, created_doc_ids, docref, pdf_bytes, stored_blobs
 
 MIB = 1024 * 1024
 
@@ -129,7 +129,11 @@ def test_no_plaintext_at_rest(
     needles = [n for c in (small, large_b, inline, raw) for n in _needles(c, marker)]
     data_dir = server.settings.data_dir
     files = _files(data_dir)
-    assert any(p.parent.parent.parent.name == "content" for p in files), "no blob was written"
+    blobs = [b for did in ids for b in stored_blobs(server.settings, did.split("-")[0]).values()]
+    assert blobs, "no blob was written"
+    for blob in blobs:
+        for needle in needles:
+            assert needle not in blob, "plaintext found in a stored blob"
     if not server.settings.is_postgresql:
         names = {p.name for p in files}
         assert "carnet.sqlite" in names

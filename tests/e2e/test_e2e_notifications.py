@@ -10,8 +10,8 @@ import httpx
 import orjson
 from sqlalchemy import select
 
-from carnet.domain.notifications import set_preferences
 from carnet.store.db import create_engine
+from carnet.store.preferences import set_preferences
 from carnet.store.tables import outbox
 from tests.conftest import Server
 from tests.e2e.conftest import Pro

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from carnet.cli.main import app
 from carnet.domain.clock import utcnow
-from carnet.store.content import FileContentStore
 from carnet.store.crypto import MasterKey, load_master_key
 from carnet.store.tables import records
 from tests.conftest import Server
@@ -35,10 +34,12 @@ from tests.factories import (
     docref,
     execute_sql,
     ext,
+    open_blob,
     outcome,
     patient_resource,
     pdf_bytes,
     random_nir,
+    stored_blobs,
 )
 
 
@@ -165,8 +166,8 @@ def _master(server: Server) -> MasterKey:
 
 
 def _take_backup(server: Server, dest: Path) -> None:
-    """``carnet backup`` on SQLite; on PostgreSQL it says to use pg_dump and copy the content
-    folder, which is what we do (the database holds no content)."""
+    """``carnet backup`` on SQLite; on PostgreSQL it says to use pg_dump (the content is in the
+    database, the ``db`` content store) and copy the content folder (the ``file`` one)."""
     result = _cli(server, "backup", str(dest))
     if server.settings.is_postgresql:
         assert result.exit_code == 2, result.output
@@ -192,20 +193,21 @@ def test_destruction_is_irreversible_and_verifiable(
     contents = [pdf_bytes(marker), pdf_bytes(marker)]
     docs = [rules.doc(ins, author, content=c) for c in contents]
     data_dir = server.settings.data_dir
-    folder = server.settings.content_dir / pid[:2] / pid
-    blobs = sorted(p.name for p in folder.iterdir())
+    stored = stored_blobs(server.settings, pid)
+    blobs = sorted(stored)
     assert len(blobs) == 2
     assert _wrapped_key(data_dir, pid) is not None
 
     backup = tmp_path / "backup"
     _take_backup(server, backup)
-    # content is never stored in plaintext, live or backed up
+    # content is never stored in plaintext, live or backed up (on PostgreSQL the backup of the
+    # content is the rows as pg_dump would copy them: ``stored``)
     assert _grep(backup, marker) == []
     assert _grep(data_dir, marker) == []
+    assert not any(marker in blob for blob in stored.values())
     # ... yet the backed-up blobs open with the live key (so the check below means something)
     key = _master(server).unwrap(pid, _wrapped_key(data_dir, pid))  # type: ignore[arg-type]
-    backed_up = FileContentStore(backup / "content", fsync=False)
-    opened = [backed_up.read_all(pid, b, key, len(contents[0])) for b in blobs]
+    opened = [open_blob(stored[b], b, key, len(contents[0])) for b in blobs]
     assert sorted(opened) == sorted(contents)
 
     # a professional does not destroy a record; nor does another patient
@@ -214,7 +216,7 @@ def test_destruction_is_irreversible_and_verifiable(
         assert r.status_code in (403, 404), r.text
         outcome(r, r.status_code)
     assert _reads(rules, patient, docs[0])
-    assert folder.is_dir() and _wrapped_key(data_dir, pid) is not None
+    assert stored_blobs(server.settings, pid) and _wrapped_key(data_dir, pid) is not None
 
     r = rules.http.delete(f"/fhir/Patient/{pid}", headers=patient.headers)
     assert r.status_code == 200, r.text
@@ -230,13 +232,13 @@ def test_destruction_is_irreversible_and_verifiable(
         assert rules.search(who, pid)["total"] == 0
         outcome(rules.http.get(f"/fhir/Patient/{pid}/$everything", headers=who.headers), 404)
     outcome(rules.http.delete(f"/fhir/Patient/{pid}", headers=patient.headers), 404)
-    # the content folder and the key are gone
-    assert not folder.exists()
+    # the content (folder or rows) and the key are gone
+    assert stored_blobs(server.settings, pid) == {}
+    assert not (server.settings.content_dir / pid[:2] / pid).exists()
     assert _wrapped_key(data_dir, pid) is None
     # the backup taken before holds nothing readable: no plaintext, and no key of the live key
     # store opens its blobs
     assert _grep(backup, marker) == []
-    assert (backup / "content" / pid[:2] / pid).is_dir()
     master = _master(server)
     tried = 0
     for rid, wrapped in _all_keys(data_dir):
@@ -244,7 +246,7 @@ def test_destruction_is_irreversible_and_verifiable(
         for b in blobs:
             tried += 1
             with pytest.raises(Exception):  # DecryptionError, whichever key
-                backed_up.read_all(pid, b, other, len(contents[0]))
+                open_blob(stored[b], b, other, len(contents[0]))
     assert tried > 0
 
     # the person may open a new record with the same INS
@@ -336,8 +338,7 @@ def test_purge_after_ten_years(rules: Rules, server: Server) -> None:
         assert rules.set_record_status(who, pid, "closed").status_code == 200
     _set_closed_at(server, old, 11)
     _set_closed_at(server, young, 9)
-    folder = server.settings.content_dir / old[:2] / old
-    assert folder.is_dir()
+    assert stored_blobs(server.settings, old)
 
     dry = _cli(server, "purge", "--dry-run")
     assert dry.exit_code == 0, dry.output
@@ -347,7 +348,7 @@ def test_purge_after_ten_years(rules: Rules, server: Server) -> None:
     assert "nothing changed" in text
     # nothing changed
     assert _reads(rules, old_patient, old_doc)
-    assert folder.is_dir()
+    assert stored_blobs(server.settings, old)
     assert _wrapped_key(server.settings.data_dir, old) is not None
 
     done = _cli(server, "purge")
@@ -355,7 +356,7 @@ def test_purge_after_ten_years(rules: Rules, server: Server) -> None:
     assert "destroyed" in done.output
     outcome(rules.http.get(f"/fhir/Patient/{old}", headers=old_patient.headers), 404)
     outcome(rules.read(old_patient, old_doc), 404)
-    assert not folder.exists()
+    assert stored_blobs(server.settings, old) == {}
     assert _wrapped_key(server.settings.data_dir, old) is None
     # the record closed nine years ago stays
     assert (

@@ -7,13 +7,13 @@ authorisations, blocks (some lifted), emergency consents (as Consents or on the 
 documents of random types (the access matrix's rows) and visibility flags, later masked or
 unmasked by the patient, their INVISIBLE_PATIENT flag lifted by the author or lapsed (added 40
 days ago), replaced, deleted or archived; and maybe the record closed, or closed and reopened.
-The plan is played through the access-scoped service (:class:`carnet.access.scoped.Scope`, in
-process) with fresh identities (so examples never collide in the shared database), while a
+The plan is played through the core (:class:`carnet.access.scope.Scope`, in process, its
+inputs read from FHIR resources by the FHIR interface's own parsers) with fresh identities (so examples never collide in the shared database), while a
 model of the world is kept on the side.
 
 The ORACLE is computed from that model only, never from the database: the facts of each record
 and document are rebuilt from what the plan did, and :func:`carnet.access.policy.decide` (with
-the access matrix of the running service, ``services.matrix.allows``) says what each actor may
+the access matrix of the running core, ``core.matrix.allows``) says what each actor may
 see. Every way of reaching documents is then compared with it, for every actor (each
 professional in modes normal, bris_de_glace with and without a reason, centre_15; each patient,
 representative, a stranger, an operator or system): read by id (and 404 / 410 as due), vread,
@@ -53,17 +53,26 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-import carnet.access.documents as documents_module
+import carnet.access.context as clock_module
+from carnet.access.core import Core
 from carnet.access.policy import Action, Decision, DocumentFacts, RecordFacts, RecordState, decide
-from carnet.access.scoped import Scope
+from carnet.access.scope import Scope
 from carnet.domain.actors import RPPS_SYSTEM, AccessMode, Actor, ActorKind
 from carnet.domain.clock import utcnow
+from carnet.domain.documents import StoredDocument
+from carnet.domain.errors import Gone, NotFound
+from carnet.domain.errors import Invalid as InvalidInput
 from carnet.domain.ins import make_nir
 from carnet.domain.professionals import STRUCTURE_SYSTEM
 from carnet.domain.search import DateRange, DocumentCriteria, ListCriteria, Token
-from carnet.errors import Gone, InvalidInput, NotFound
-from carnet.fhir.iti65 import build_submission
-from carnet.services import Services
+from carnet.fhir.consent_resource import parse_consent, render_consent
+from carnet.fhir.docref_resource import render_docref
+from carnet.fhir.docref_update import change_from
+from carnet.fhir.iti65 import ParsedBundle, build_submission
+from carnet.fhir.list_search import render_list
+from carnet.fhir.patient_resource import patient_input
+from carnet.fhir.related_person import parse_related_person
+from carnet.fhir.submission import subject_ref
 from tests.conftest import PG_URL, _drop_database, make_settings
 from tests.factories import TEST_OID, bundle, docref, patient_resource
 
@@ -492,14 +501,81 @@ class World:
 # -- playing a plan through the scoped service -------------------------------------------------
 
 
+class Stored:
+    """A stored document with the DocumentReference the FHIR interface serves of it."""
+
+    def __init__(self, doc: StoredDocument) -> None:
+        self.doc = doc
+        self.resource = render_docref(doc, BASE)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.doc, name)
+
+
+class FhirScope:
+    """The core's scope, driven with FHIR resources through the FHIR interface's parsers and
+    renderers (what the FHIR handlers do, minus HTTP)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.actor = scope.actor
+
+    async def create_record(self, body: dict[str, Any]) -> Any:
+        return await self.scope.records.open(patient_input(body, allow_test_ins=True))
+
+    async def update_record(self, rid: str, body: dict[str, Any], version: int | None) -> Any:
+        return await self.scope.records.update(
+            rid, patient_input(body, allow_test_ins=True), version
+        )
+
+    async def read_record(self, rid: str) -> Any:
+        return await self.scope.records.read(rid)
+
+    async def add_representative(self, rid: str, body: dict[str, Any]) -> Any:
+        return await self.scope.representatives.add(
+            rid, parse_related_person(body, allow_test=True)
+        )
+
+    async def create_consent(self, body: dict[str, Any]) -> dict[str, Any]:
+        patient = subject_ref(body["patient"], "Consent.patient", allow_test=True)
+        return render_consent(await self.scope.consents.create(parse_consent(body, patient)))
+
+    async def revoke_consent(self, consent_id: str) -> dict[str, Any]:
+        return render_consent(await self.scope.consents.revoke(consent_id))
+
+    async def publish(self, parsed: ParsedBundle) -> Any:
+        return await self.scope.documents.publish(parsed.submission)
+
+    async def read_document(self, doc_id: str, version: int | None = None) -> Stored:
+        return Stored(await self.scope.documents.read(doc_id, version))
+
+    async def update_document(self, doc_id: str, resource: dict[str, Any], version: int) -> Any:
+        return await self.scope.documents.update(doc_id, change_from(resource, BASE), version)
+
+    async def document_history(self, doc_id: str) -> list[tuple[int, datetime, bytes]]:
+        versions = await self.scope.documents.history(doc_id)
+        return [(d.version_id, d.last_updated, render_docref(d, BASE)) for d in versions]
+
+    async def open_content(self, binary_id: str) -> Any:
+        content = await self.scope.documents.content(binary_id)
+        return content.info
+
+    async def search_documents(self, criteria: DocumentCriteria) -> Any:
+        return await self.scope.documents.search(criteria)
+
+    async def search_lists(self, criteria: ListCriteria) -> tuple[list[bytes], int, Any]:
+        sets, total, nxt = await self.scope.documents.lists(criteria)
+        return [render_list(s) for s in sets], total, nxt
+
+
 class Env:
-    """One Services for one backend, on one event loop reused by every example."""
+    """One core for one backend, on one event loop reused by every example."""
 
     def __init__(self, backend: str, settings: Any, dbname: str | None) -> None:
         self.backend = backend
         self.dbname = dbname
         self.loop = asyncio.new_event_loop()
-        self.services: Services = self.loop.run_until_complete(Services.start(settings))
+        self.core: Core = self.loop.run_until_complete(Core.start(settings))
         self.stats: Counter[str] = Counter()
         self.rules: Counter[tuple[str, bool]] = Counter()
         self.seconds = 0.0
@@ -508,12 +584,12 @@ class Env:
     def run(self, coro: Awaitable[Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def scope(self, actor: Actor) -> Scope:
-        return Scope(self.services, actor, BASE)
+    def scope(self, actor: Actor) -> FhirScope:
+        return FhirScope(self.core.scope(actor))
 
     def close(self) -> None:
         try:
-            self.loop.run_until_complete(self.services.close())
+            self.loop.run_until_complete(self.core.close())
         finally:
             self.loop.close()
 
@@ -558,18 +634,18 @@ def _consent(
 
 @contextmanager
 def _clock_back(days: int) -> Iterator[timedelta]:
-    """Store documents as if added ``days`` ago (the storage clock of the documents module);
+    """Store documents as if added ``days`` ago (the clock the core's services write with);
     yields the offset actually applied (none if that clock cannot be set)."""
-    real = getattr(documents_module, "utcnow", None)
+    real = getattr(clock_module, "utcnow", None)
     if days == 0 or real is None:
         yield timedelta(0)
         return
     offset = timedelta(days=days)
-    documents_module.utcnow = lambda: real() - offset  # type: ignore[attr-defined]
+    clock_module.utcnow = lambda: real() - offset  # type: ignore[attr-defined]
     try:
         yield offset
     finally:
-        documents_module.utcnow = real  # type: ignore[attr-defined]
+        clock_module.utcnow = real  # type: ignore[attr-defined]
 
 
 async def _publish(
@@ -943,7 +1019,7 @@ def _criteria(world: World, rec: RecordModel, s: SearchPlan) -> DocumentCriteria
 
 
 async def _search_all(
-    scope: Scope,
+    scope: FhirScope,
     criteria: DocumentCriteria,
     check: Check,
     where: str,
@@ -978,7 +1054,7 @@ async def _search_all(
 
 
 async def _lists_all(
-    scope: Scope, criteria: ListCriteria, check: Check, where: str
+    scope: FhirScope, criteria: ListCriteria, check: Check, where: str
 ) -> tuple[str, list[str], list[str], set[int]]:
     """ITI-66, following the next cursors. Returns (outcome, set ids, documents named, totals)."""
     sets: list[str] = []
@@ -1007,7 +1083,7 @@ async def _lists_all(
 
 async def check_actor(env: Env, world: World, who: str, actor: Actor, check: Check) -> None:
     scope = env.scope(actor)
-    matrix = env.services.matrix.allows
+    matrix = env.core.matrix.allows
     now = utcnow()
     emergency = actor.kind is ActorKind.PROFESSIONAL and actor.mode is not AccessMode.NORMAL
     by_id = {d.doc_id: d for r in world.records for d in r.docs}

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from carnet.access.core import Core
 from carnet.access.policy import Action, RecordFacts, RecordState, decide
-from carnet.access.scoped import Scope
 from carnet.domain.actors import AccessMode, Actor, ActorKind
 from carnet.domain.audit_verify import verify_chains
+from carnet.domain.errors import NotFound
 from carnet.domain.traces import AuditCriteria
-from carnet.errors import NotFound
-from carnet.services import Services
+from carnet.fhir.patient_resource import patient_input
 from carnet.store.tables import records
 from tests.factories import patient_resource, random_nir
-
-BASE = "http://carnet.test/fhir"
 
 
 def pro(rpps: str) -> Actor:
@@ -28,46 +27,52 @@ def patient(ins: str) -> Actor:
     return Actor(ActorKind.PATIENT, f"sub-{ins}", "test", ins=ins, ins_oid="1.2.250.1.213.1.4.10")
 
 
-async def traces(services: Services, actor: Actor, **criteria: object) -> list[tuple[str, str]]:
-    page = await Scope(services, actor, BASE).search_audit(AuditCriteria(count=200, **criteria))  # type: ignore[arg-type]
+async def traces(core: Core, actor: Actor, **criteria: object) -> list[tuple[str, str]]:
+    page = await core.scope(actor).traces.search(AuditCriteria(count=200, **criteria))  # type: ignore[arg-type]
     return [(e.actor_id, e.action) for e in page.items]
 
 
-async def story(services: Services) -> tuple[str, str, Actor, Actor]:
+def opening(ins: str) -> object:
+    return patient_input(patient_resource(ins), allow_test_ins=True)
+
+
+async def story(core: Core) -> tuple[str, str, Actor, Actor]:
     """A record opened by ``opener``; ``stranger`` refused a read of it."""
     ins = random_nir()
     opener, stranger = pro("81000000001"), pro("81000000002")
-    record = await Scope(services, opener, BASE).create_record(patient_resource(ins))
-    await Scope(services, opener, BASE).read_record(record.record_id)
+    record = await core.scope(opener).records.open(opening(ins))  # type: ignore[arg-type]
+    await core.scope(opener).records.read(record.record_id)
     with pytest.raises(NotFound):
-        await Scope(services, stranger, BASE).read_record(record.record_id)
+        await core.scope(stranger).records.read(record.record_id)
     return ins, record.record_id, opener, stranger
 
 
-async def test_a_denial_in_a_failed_transaction_is_kept(services: Services) -> None:
-    ins, rid, _opener, stranger = await story(services)
-    seen = await traces(services, patient(ins), record_ids=[[rid]])
+async def test_a_denial_in_a_failed_transaction_is_kept(core: Core, engine: AsyncEngine) -> None:
+    ins, rid, _opener, stranger = await story(core)
+    seen = await traces(core, patient(ins), record_ids=[[rid]])
     assert (stranger.id, "record.read") in seen
-    assert await verify_chains(services.engine) == []
+    assert await verify_chains(engine) == []
 
 
-async def test_the_patient_reads_all_a_professional_their_own(services: Services) -> None:
-    ins, rid, opener, stranger = await story(services)
-    everything = await traces(services, patient(ins), record_ids=[[rid]])
+async def test_the_patient_reads_all_a_professional_their_own(
+    core: Core, engine: AsyncEngine
+) -> None:
+    ins, rid, opener, stranger = await story(core)
+    everything = await traces(core, patient(ins), record_ids=[[rid]])
     assert {a for a, _ in everything} >= {opener.id, stranger.id}
-    assert {a for a, _ in await traces(services, opener, record_ids=[[rid]])} == {opener.id}
-    assert {a for a, _ in await traces(services, stranger, record_ids=[[rid]])} == {stranger.id}
-    assert await traces(services, patient(random_nir()), record_ids=[[rid]]) == []
+    assert {a for a, _ in await traces(core, opener, record_ids=[[rid]])} == {opener.id}
+    assert {a for a, _ in await traces(core, stranger, record_ids=[[rid]])} == {stranger.id}
+    assert await traces(core, patient(random_nir()), record_ids=[[rid]]) == []
 
 
-async def test_the_treating_physician_reads_every_trace(services: Services) -> None:
-    _ins, rid, opener, stranger = await story(services)
-    assert {a for a, _ in await traces(services, stranger, record_ids=[[rid]])} == {stranger.id}
-    async with services.engine.begin() as conn:
+async def test_the_treating_physician_reads_every_trace(core: Core, engine: AsyncEngine) -> None:
+    _ins, rid, opener, stranger = await story(core)
+    assert {a for a, _ in await traces(core, stranger, record_ids=[[rid]])} == {stranger.id}
+    async with engine.begin() as conn:
         await conn.execute(
             update(records).where(records.c.record_id == rid).values(treating_physician=stranger.id)
         )
-    seen = await traces(services, stranger, record_ids=[[rid]])
+    seen = await traces(core, stranger, record_ids=[[rid]])
     assert {a for a, _ in seen} >= {opener.id, stranger.id}
     assert (opener.id, "record.create") in seen
 
@@ -86,24 +91,26 @@ def test_the_policy_hook_for_the_treating_physician() -> None:
     assert not decide(system, Action.AUDIT_READ, None)
 
 
-async def test_reading_traces_is_traced_on_the_record(services: Services) -> None:
-    ins, rid, _opener, _stranger = await story(services)
+async def test_reading_traces_is_traced_on_the_record(core: Core, engine: AsyncEngine) -> None:
+    ins, rid, _opener, _stranger = await story(core)
     me = patient(ins)
-    await traces(services, me, record_ids=[[rid]])
-    assert (me.id, "audit.read") in await traces(services, me, record_ids=[[rid]])
+    await traces(core, me, record_ids=[[rid]])
+    assert (me.id, "audit.read") in await traces(core, me, record_ids=[[rid]])
 
 
-async def test_a_professional_without_patient_gets_their_own_everywhere(services: Services) -> None:
-    _ins, _rid, opener, _stranger = await story(services)
+async def test_a_professional_without_patient_gets_their_own_everywhere(
+    core: Core, engine: AsyncEngine
+) -> None:
+    _ins, _rid, opener, _stranger = await story(core)
     ins2 = random_nir()
-    await Scope(services, opener, BASE).create_record(patient_resource(ins2))
-    mine = await traces(services, opener)
+    await core.scope(opener).records.open(opening(ins2))  # type: ignore[arg-type]
+    mine = await traces(core, opener)
     assert {a for a, _ in mine} == {opener.id}
     assert sum(action == "record.create" for _, action in mine) == 2
 
 
-async def test_emergency_mode_is_traced(services: Services) -> None:
-    ins, rid, _opener, _stranger = await story(services)
+async def test_emergency_mode_is_traced(core: Core, engine: AsyncEngine) -> None:
+    ins, rid, _opener, _stranger = await story(core)
     urgentist = Actor(
         ActorKind.PROFESSIONAL,
         "sub-u",
@@ -113,8 +120,8 @@ async def test_emergency_mode_is_traced(services: Services) -> None:
         mode=AccessMode.BRIS_DE_GLACE,
         reason="inconscient",
     )
-    await Scope(services, urgentist, BASE).read_record(rid)
-    page = await Scope(services, patient(ins), BASE).search_audit(
+    await core.scope(urgentist).records.read(rid)
+    page = await core.scope(patient(ins)).traces.search(
         AuditCriteria(record_ids=[[rid]], count=200)
     )
     ev = next(e for e in page.items if e.actor_id == urgentist.id)

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from carnet.cli.main import app
 from carnet.domain.actors import Actor, ActorKind
-from carnet.domain.traces import trace_row, write_traces
-from carnet.services import Services
+from carnet.domain.traces import trace_event
 from carnet.settings import Settings
+from carnet.store.db import create_engine, migrate
+from carnet.store.trace_chain import append_events
 from tests.conftest import PG_URL, _drop_database, make_settings
 
 PRO = Actor(ActorKind.PROFESSIONAL, "sub", "test", rpps="810000000001", profession="10")
@@ -38,19 +39,20 @@ def settings(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 async def _fill(settings: Settings) -> None:
-    services = await Services.start(settings)
+    engine = create_engine(settings)
     try:
+        await migrate(engine)
         for n in range(3):
-            async with services.engine.begin() as conn:
-                await write_traces(
+            async with engine.begin() as conn:
+                await append_events(
                     conn,
                     [
-                        trace_row(PRO, f"document.read.{n}", RECORD, outcome="allow"),
-                        trace_row(PRO, "record.create", None, outcome="deny"),
+                        trace_event(PRO, f"document.read.{n}", RECORD, allowed=True),
+                        trace_event(PRO, "record.create", None, allowed=False),
                     ],
                 )
     finally:
-        await services.close()
+        await engine.dispose()
 
 
 async def _pg_tamper(url: str, sql: str) -> None:

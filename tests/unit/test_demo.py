@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from carnet.access.scoped import Scope
+from carnet.access.core import Core
 from carnet.demo.loader import _patient_actor, _pro_actor, load_demo
 from carnet.demo.people import PATIENTS, PROFESSIONALS
 from carnet.domain.search import DocumentCriteria
-from carnet.services import Services
 from carnet.settings import Settings
 
 
@@ -23,18 +22,18 @@ def test_demo_loads_once_and_follows_the_rules(tmp_path: Path) -> None:
     assert again.records_created == 0 and again.documents_created == 0
 
     async def visible(actor_kind: str) -> int:
-        services = await Services.start(settings)
+        core = await Core.start(settings)
         try:
             actor = (
                 _patient_actor(PATIENTS[0])
                 if actor_kind == "patient"
                 else _pro_actor(PROFESSIONALS[6 if actor_kind == "dentist" else 0])
             )
-            scope = Scope(services, actor, "http://demo/fhir")
-            page = await scope.search_documents(DocumentCriteria(count=100))
+            page = await core.scope(actor).documents.search(DocumentCriteria(count=100))
+            assert page.total is not None
             return page.total
         finally:
-            await services.close()
+            await core.close()
 
     assert asyncio.run(visible("patient")) == 6
     # the médecin traitant (who opened the records) reads every demo document

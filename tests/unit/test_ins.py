@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from carnet.domain.errors import Rejected as UnprocessableEntity
 from carnet.domain.ins import check_ins_value, make_nir, nir_key, parse_ins
-from carnet.errors import UnprocessableEntity
 
 
 def test_key_is_97_minus_mod_97() -> None:
@@ -46,7 +46,7 @@ def test_social_security_oid_is_not_an_ins() -> None:
             allow_test=True,
             field="Patient.identifier[0]",
         )
-    assert err.value.expression == "Patient.identifier[0]"
+    assert err.value.field == "Patient.identifier[0]"
 
 
 def test_test_ins_only_where_allowed() -> None:

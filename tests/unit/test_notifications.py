@@ -29,21 +29,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carnet.domain.actors import AccessMode, Actor, ActorKind
 from carnet.domain.clock import utcnow
+from carnet.domain.errors import Invalid as InvalidInput
 from carnet.domain.notifications import (
     Contact,
     Kind,
     Status,
-    get_preferences,
-    on_access,
-    on_new_document,
-    set_preferences,
+    access_notices,
+    new_document_notices,
 )
-from carnet.errors import InvalidInput
 from carnet.notify import Backoff, Worker, run_digest
 from carnet.notify.mailer import message_id
 from carnet.notify.messages import start_of_local_day
 from carnet.settings import Settings
 from carnet.store.db import create_engine, migrate
+from carnet.store.preferences import get_preferences, set_preferences
 from carnet.store.tables import outbox, portal_notifications, records
 from tests.conftest import PG_URL, _drop_database, _free_port, make_settings
 
@@ -237,6 +236,56 @@ async def portal(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         q = select(portal_notifications).order_by(portal_notifications.c.notification_id)
         return [dict(r._mapping) for r in await conn.execute(q)]
+
+
+async def _patient_of(conn: Any, record_id: str) -> str:
+    ins = (
+        await conn.execute(select(records.c.ins_value).where(records.c.record_id == record_id))
+    ).scalar_one_or_none()
+    return f"ins:{ins}" if ins else f"record:{record_id}"
+
+
+async def _write(conn: Any, rows: list[dict[str, Any]]) -> list[str]:
+    if rows:
+        await conn.execute(outbox.insert(), rows)
+    return [str(r["event_id"]) for r in rows]
+
+
+async def on_access(
+    conn: Any,
+    actor: Actor,
+    record_id: str,
+    doc_id: str | None = None,
+    treating_physician: str | Contact | None = None,
+    **kw: Any,
+) -> list[str]:
+    """What the core writes with a professional's read (the outbox rows of
+    :func:`access_notices`), in the caller's transaction."""
+    rows = access_notices(
+        actor,
+        record_id,
+        await _patient_of(conn, record_id),
+        await get_preferences(conn, record_id),
+        doc_id,
+        treating_physician,
+        **kw,
+    )
+    return await _write(conn, rows)
+
+
+async def on_new_document(
+    conn: Any, actor: Actor, record_id: str, doc_id: str, title: str | None, **kw: Any
+) -> list[str]:
+    rows = new_document_notices(
+        actor,
+        record_id,
+        await _patient_of(conn, record_id),
+        await get_preferences(conn, record_id),
+        doc_id,
+        title,
+        **kw,
+    )
+    return await _write(conn, rows)
 
 
 async def prefs(engine: AsyncEngine, **kw: Any) -> None:

@@ -16,29 +16,35 @@ from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carnet.access.publish_model import NewDocument, SubjectRef, Submission
-from carnet.access.scoped import Scope
+from carnet.access.core import Core
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.audit_verify import ProblemKind, verify_all, verify_chains
-from carnet.domain.traces import GENESIS, canonical, chain_hash, trace_row, write_traces
+from carnet.domain.content import InlineContent
+from carnet.domain.documents import NewDocument, Submission
+from carnet.domain.ins import Ins
+from carnet.domain.records import PatientRef
+from carnet.domain.traces import GENESIS, canonical, chain_hash, trace_event
 from carnet.fhir.docref_resource import entry_from_docref
-from carnet.services import Services
+from carnet.fhir.patient_resource import patient_input
 from carnet.settings import Settings
 from carnet.store.db import alembic_config, create_engine
-from carnet.store.tables import audit_events
+from carnet.store.tables import audit_events, audit_heads
+from carnet.store.trace_chain import append_events
 from tests.factories import TEST_OID, docref, patient_resource, random_nir
 
 PRO = Actor(ActorKind.PROFESSIONAL, "sub-pro", "test", rpps="810000000001", profession="10")
 PATIENT = Actor(ActorKind.PATIENT, "sub-pat", "test", ins="180017512345678")
 
 
+def ev(rid: str | None, action: str, **kw: Any) -> Any:
+    return trace_event(PRO, action, rid, allowed=True, **kw)
+
+
 async def append(engine: AsyncEngine, *calls: list[tuple[str | None, str]]) -> None:
-    """One transaction; each call is one write_traces of (record_id, action) rows."""
+    """One transaction; each call is one append of (record_id, action) events."""
     async with engine.begin() as conn:
         for rows in calls:
-            await write_traces(
-                conn, [trace_row(PRO, action, rid, outcome="allow") for rid, action in rows]
-            )
+            await append_events(conn, [ev(rid, action) for rid, action in rows])
 
 
 async def chain(engine: AsyncEngine, record_id: str) -> list[dict[str, Any]]:
@@ -77,8 +83,7 @@ def assert_linear(events: list[dict[str, Any]]) -> None:
 # -- building ------------------------------------------------------------------------------------
 
 
-async def test_each_record_has_its_own_chain(services: Services) -> None:
-    engine = services.engine
+async def test_each_record_has_its_own_chain(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "document.read"), ("rec-b", "document.read")])
     await append(engine, [("rec-a", "document.create")], [("rec-a", "document.read")])
     await append(engine, [(None, "record.create")])
@@ -93,36 +98,46 @@ async def test_each_record_has_its_own_chain(services: Services) -> None:
     assert (report.chains, report.events) == (3, 5)
 
 
-async def test_rows_of_one_call_chain_onto_each_other(services: Services) -> None:
-    await append(services.engine, [("rec-a", "x.one"), ("rec-a", "x.two"), ("rec-a", "x.three")])
-    events = await chain(services.engine, "rec-a")
+async def test_rows_of_one_call_chain_onto_each_other(engine: AsyncEngine) -> None:
+    await append(engine, [("rec-a", "x.one"), ("rec-a", "x.two"), ("rec-a", "x.three")])
+    events = await chain(engine, "rec-a")
     assert [e["action"] for e in events] == ["x.one", "x.two", "x.three"]
     assert_linear(events)
 
 
-async def test_the_head_is_read_once_per_chain_per_transaction(services: Services) -> None:
-    engine = services.engine
-    heads: list[str] = []
+async def test_the_head_is_kept_in_one_row_per_chain(engine: AsyncEngine) -> None:
+    """Appending compares and sets the chain's head (audit_heads): it never reads the chain's
+    events, and the head always names its last event."""
+    reads: list[str] = []
 
     def count(_conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.lstrip().upper().startswith("SELECT") and "audit_events" in statement:
-            heads.append(statement)
+            reads.append(statement)
 
     event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
         await append(engine, [("rec-a", "a")], [("rec-a", "b")], [("rec-a", "c"), ("rec-b", "d")])
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", count)
-    assert len(heads) == 2  # rec-a once, rec-b once
-    assert_linear(await chain(engine, "rec-a"))
+    assert reads == []
+    events = await chain(engine, "rec-a")
+    assert_linear(events)
+    async with engine.connect() as conn:
+        head = (
+            await conn.execute(
+                select(audit_heads.c.seq, audit_heads.c.hash).where(
+                    audit_heads.c.record_id == "rec-a"
+                )
+            )
+        ).one()
+    assert (head[0], head[1]) == (3, events[-1]["hash"])
 
 
-async def test_a_rolled_back_transaction_leaves_no_trace_and_no_hole(services: Services) -> None:
-    engine = services.engine
+async def test_a_rolled_back_transaction_leaves_no_trace_and_no_hole(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "a")])
     with pytest.raises(RuntimeError):
         async with engine.begin() as conn:
-            await write_traces(conn, [trace_row(PRO, "b", "rec-a", outcome="allow")])
+            await append_events(conn, [ev("rec-a", "b")])
             raise RuntimeError("the action failed")
     await append(engine, [("rec-a", "c")])
     events = await chain(engine, "rec-a")
@@ -131,7 +146,7 @@ async def test_a_rolled_back_transaction_leaves_no_trace_and_no_hole(services: S
 
 
 def test_canonical_form_is_stable() -> None:
-    row = trace_row(PRO, "document.read", "rec", outcome="deny", detail="é")
+    row = trace_event(PRO, "document.read", "rec", allowed=False, detail="é").fields()
     row["seq"] = 1
     form = orjson.loads(canonical(row))
     assert form[0] == "carnet.audit/1"
@@ -142,23 +157,22 @@ def test_canonical_form_is_stable() -> None:
     assert chain_hash(GENESIS, row) == expected
 
 
-async def test_the_table_is_append_only(services: Services) -> None:
-    await append(services.engine, [("rec-a", "a")])
+async def test_the_table_is_append_only(engine: AsyncEngine) -> None:
+    await append(engine, [("rec-a", "a")])
     for sql in (
         "UPDATE audit_events SET detail = 'forged'",
         "DELETE FROM audit_events",
     ):
         with pytest.raises(Exception, match="append-only"):
-            async with services.engine.begin() as conn:
+            async with engine.begin() as conn:
                 await conn.execute(text(sql))
-    assert len(await chain(services.engine, "rec-a")) == 1
+    assert len(await chain(engine, "rec-a")) == 1
 
 
 # -- verifying -----------------------------------------------------------------------------------
 
 
-async def test_an_edited_event_is_found(services: Services) -> None:
-    engine = services.engine
+async def test_an_edited_event_is_found(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "a"), ("rec-a", "b"), ("rec-a", "c")], [("rec-b", "d")])
     victim = (await chain(engine, "rec-a"))[1]
     await tamper(
@@ -171,8 +185,7 @@ async def test_an_edited_event_is_found(services: Services) -> None:
     assert "edited" in str(problems[0])
 
 
-async def test_an_edited_and_rehashed_event_breaks_the_next_link(services: Services) -> None:
-    engine = services.engine
+async def test_an_edited_and_rehashed_event_breaks_the_next_link(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "a"), ("rec-a", "b"), ("rec-a", "c")])
     victim = (await chain(engine, "rec-a"))[1]
     forged = chain_hash(victim["prev_hash"], {**victim, "detail": "nothing to see"})
@@ -186,8 +199,7 @@ async def test_an_edited_and_rehashed_event_breaks_the_next_link(services: Servi
     assert [(p.seq, p.kind) for p in problems] == [(3, ProblemKind.LINK)]
 
 
-async def test_a_removed_event_is_found(services: Services) -> None:
-    engine = services.engine
+async def test_a_removed_event_is_found(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "a"), ("rec-a", "b"), ("rec-a", "c"), ("rec-a", "d")])
     await tamper(engine, "DELETE FROM audit_events WHERE record_id = 'rec-a' AND seq IN (2, 3)")
     problems = await verify_chains(engine)
@@ -195,20 +207,18 @@ async def test_a_removed_event_is_found(services: Services) -> None:
     assert "seq 2–3" in problems[0].message
 
 
-async def test_a_removed_first_event_is_found(services: Services) -> None:
-    engine = services.engine
+async def test_a_removed_first_event_is_found(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "a"), ("rec-a", "b")])
     await tamper(engine, "DELETE FROM audit_events WHERE record_id = 'rec-a' AND seq = 1")
     assert [(p.seq, p.kind) for p in await verify_chains(engine)] == [(2, ProblemKind.GAP)]
 
 
-async def test_an_inserted_event_is_found(services: Services) -> None:
+async def test_an_inserted_event_is_found(engine: AsyncEngine) -> None:
     """A forged event slipped in after seq 1, with a valid hash of its own, the later events
     renumbered: the renumbered events no longer hash, and the next link is broken."""
-    engine = services.engine
     await append(engine, [("rec-a", "a"), ("rec-a", "b"), ("rec-a", "c")])
     first = (await chain(engine, "rec-a"))[0]
-    forged = {**trace_row(PRO, "document.read", "rec-a", outcome="allow"), "seq": 2}
+    forged = {**ev("rec-a", "document.read").fields(), "seq": 2}
     forged_hash = chain_hash(first["hash"], forged)
     await tamper(
         engine,
@@ -225,11 +235,10 @@ async def test_an_inserted_event_is_found(services: Services) -> None:
     assert all(p.record_id == "rec-a" for p in problems)
 
 
-async def test_a_replaced_event_is_found(services: Services) -> None:
-    engine = services.engine
+async def test_a_replaced_event_is_found(engine: AsyncEngine) -> None:
     await append(engine, [("rec-a", "a"), ("rec-a", "b"), ("rec-a", "c")])
     events = await chain(engine, "rec-a")
-    forged = {**trace_row(PRO, "nothing", "rec-a", outcome="allow"), "seq": 2}
+    forged = {**ev("rec-a", "nothing").fields(), "seq": 2}
     await tamper(engine, "DELETE FROM audit_events WHERE record_id = 'rec-a' AND seq = 2")
     async with engine.begin() as conn:
         await conn.execute(
@@ -251,41 +260,43 @@ def _submission(ins: str, n: int) -> Submission:
     entry.patient_system = f"urn:oid:{TEST_OID}"
     entry.patient_value = ins
     return Submission(
-        subject=SubjectRef(ins_system=TEST_OID, ins_value=ins),
-        documents=[NewDocument(key=f"doc-{n}", resource=resource, entry=entry, data=content)],
+        patient=PatientRef(ins=Ins(TEST_OID, ins)),
+        documents=[NewDocument(f"doc-{n}", entry, InlineContent(content))],
     )
 
 
-async def test_concurrent_publishes_and_reads_make_one_linear_chain(services: Services) -> None:
-    scope = Scope(services, PRO, "http://carnet.test/fhir")
+async def test_concurrent_publishes_and_reads_make_one_linear_chain(
+    core: Core, engine: AsyncEngine
+) -> None:
+    scope = core.scope(PRO)
     ins = random_nir()
-    record = await scope.create_record(patient_resource(ins))
-    before = len(await chain(services.engine, record.record_id))
+    record = await scope.records.open(patient_input(patient_resource(ins), allow_test_ins=True))
+    before = len(await chain(engine, record.record_id))
 
     async def publish(n: int) -> None:
-        await Scope(services, PRO, "http://carnet.test/fhir").publish(_submission(ins, n))
+        await core.scope(PRO).documents.publish(_submission(ins, n))
 
     async def read() -> None:
-        await Scope(services, PRO, "http://carnet.test/fhir").read_record(record.record_id)
+        await core.scope(PRO).records.read(record.record_id)
 
     await asyncio.gather(*(publish(n) if n % 2 else read() for n in range(20)))
-    events = await chain(services.engine, record.record_id)
+    events = await chain(engine, record.record_id)
     assert_linear(events)
     assert len(events) - before >= 20
     assert sum(e["action"] == "document.create" for e in events) == 10
-    assert await verify_chains(services.engine) == []
+    assert await verify_chains(engine) == []
 
 
-async def test_concurrent_transactions_on_one_chain_never_fork(services: Services) -> None:
+async def test_concurrent_transactions_on_one_chain_never_fork(engine: AsyncEngine) -> None:
     async def one(n: int) -> None:
-        async with services.engine.begin() as conn:
+        async with engine.begin() as conn:
             await conn.execute(select(audit_events.c.seq).limit(1))  # a read first
-            await write_traces(conn, [trace_row(PRO, f"x.{n}", "rec-a", outcome="allow")])
+            await append_events(conn, [ev("rec-a", f"x.{n}")])
             await asyncio.sleep(0)
-            await write_traces(conn, [trace_row(PRO, f"y.{n}", "rec-a", outcome="allow")])
+            await append_events(conn, [ev("rec-a", f"y.{n}")])
 
     await asyncio.gather(*(one(n) for n in range(20)))
-    events = await chain(services.engine, "rec-a")
+    events = await chain(engine, "rec-a")
     assert len(events) == 40
     assert_linear(events)
 
@@ -303,7 +314,7 @@ async def test_the_migration_chains_events_stored_before_it(settings: Settings) 
         async with engine.begin() as conn:
             await conn.run_sync(to("0001"))
         rids = ["rec-a", "rec-b", "rec-a", None, "rec-a"]
-        old = [trace_row(PRO, f"old.{n}", rid, outcome="allow") for n, rid in enumerate(rids)]
+        old = [ev(rid, f"old.{n}").fields() for n, rid in enumerate(rids)]
         async with engine.begin() as conn:
             await conn.execute(audit_events.insert(), old)  # only the columns of 0001
         async with engine.begin() as conn:
@@ -316,6 +327,8 @@ async def test_the_migration_chains_events_stored_before_it(settings: Settings) 
         assert_linear(a)
         report = await verify_all(engine)
         assert (report.chains, report.events, report.problems) == (3, 5, [])
+        async with engine.begin() as conn:
+            await conn.run_sync(to("head"))  # 0006 keeps each chain's head
         await append(engine, [("rec-a", "new")])
         assert_linear(await chain(engine, "rec-a"))
     finally:

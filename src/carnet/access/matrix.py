@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
-from carnet.errors import ConfigurationError
+from carnet.domain.errors import ConfigurationError
 
 PACKAGED_FILE = "access_matrix.csv"
 ANY_TYPE = "*"

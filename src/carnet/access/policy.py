@@ -1,9 +1,11 @@
 """Who may do what: the one place that decides (dmp.md §3, "Apply in this order; the first rule
 that decides, decides"; CSP L1111-15 to L1111-17, R1111-46 to R1111-53).
 
-``decide`` is a pure function of facts gathered by the scoped service: it does no I/O, reads no
-clock (the time is one of the facts), and every answer names the rule that decided, so that
-traces can say why and tests can check each rule on its own.
+``decide`` is a pure function of facts gathered by the core's fact loader: it does no I/O,
+reads no clock (the time is one of the facts), and every answer names the rule that decided,
+so that traces can say why and tests can check each rule on its own. Nothing else in carnet
+allows or refuses anything: the guard (:mod:`carnet.access.guard`) asks ``decide`` and traces
+the answer; searches ask it for every row they return.
 
 Reading, in order (rule names as they appear in traces):
 
@@ -27,11 +29,16 @@ Reading, in order (rule names as they appear in traces):
    authorisation needed; matrix and masked documents as in rule 6.
 
 Writing: anyone who may reach an active record adds documents to it (a blocked professional
-too; the patient only class ``90``); only the author replaces, deletes, archives or changes the
-``INVISIBLE_*`` flags of a document; the patient (or a representative) masks and unmasks
-(``MASQUE_PS``); the patient closes, reopens and destroys the record and manages consents; a
-professional may record the patient's consent to their own or another professional's access
-(TD0.3), never a block.
+too; the patient only class ``90``); content uploaded before its metadata is attached only by
+whoever uploaded it; only the author replaces, deletes, archives or changes the ``INVISIBLE_*``
+flags of a document; the patient (or a representative) masks and unmasks (``MASQUE_PS``),
+manages consents, emergency consents, representatives and the médecin traitant; the patient
+alone closes, reopens and destroys the record. A professional may record the patient's consent
+to their own or another professional's access (TD0.3), never a block, and never lift one.
+
+Traces: the patient and their representatives read every trace of the record, the médecin
+traitant too (unless blocked), any other professional only their own. The operator verifies the
+chains and purges records closed for ten years (R1111-48); nobody else does either.
 """
 
 from __future__ import annotations
@@ -39,40 +46,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
+from carnet.domain.actions import Action
 from carnet.domain.actors import AccessMode, Actor, ActorKind
+from carnet.domain.documents import (
+    INVISIBLE_PATIENT,
+    INVISIBLE_REPRESENTATIVES,
+    MASKED,
+    PATIENT_CLASS,
+    DocumentStatus,
+)
+from carnet.domain.records import RecordState
 
 INVISIBLE_PATIENT_DELAY = timedelta(days=30)  # "un mois", R1111-53
-PATIENT_CLASS = "90"
+RETENTION = timedelta(days=3653)  # a closed record is kept ten years, leap days included
 
-
-class Action(StrEnum):
-    RECORD_CREATE = "record.create"
-    RECORD_STATUS = "record.status"  # TD0.2: existence and state only
-    RECORD_READ = "record.read"  # identity traits, Patient resource
-    RECORD_UPDATE = "record.update"  # identity, médecin traitant, emergency consents
-    RECORD_LIFECYCLE = "record.lifecycle"  # close, reopen, destroy
-    DOCUMENT_CREATE = "document.create"
-    DOCUMENT_READ = "document.read"  # metadata and content
-    DOCUMENT_REPLACE = "document.replace"
-    DOCUMENT_UPDATE = "document.update"  # status, archive, INVISIBLE_* flags: the author
-    DOCUMENT_MASK = "document.mask"  # MASQUE_PS: the patient
-    CONSENT_READ = "consent.read"
-    CONSENT_WRITE = "consent.write"  # authorisations, blocks, emergency consents
-    CONSENT_AUTHORISE = "consent.authorise"  # a professional records the patient's consent
-    AUDIT_READ = "audit.read"
-
-
-class RecordState(StrEnum):
-    ACTIVE = "active"
-    CLOSED = "closed"
-    DESTROYED = "destroyed"
-
-
-class Relation(StrEnum):
-    OPENED = "opened"
-    FED = "fed"
+__all__ = [
+    "RETENTION",
+    "Action",
+    "ConsentFacts",
+    "Decision",
+    "DocumentFacts",
+    "EventFacts",
+    "MatrixCheck",
+    "RecordFacts",
+    "RecordState",
+    "UploadFacts",
+    "decide",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,6 @@ class RecordFacts:
     record_id: str
     state: RecordState
     ins: str
-    relations: frozenset[Relation] = field(default_factory=frozenset)
     authorised: bool = False  # the patient's consent to consultation (or care-team presumption)
     blocked: bool = False  # the patient blocked this professional
     is_treating_physician: bool = False  # the actor is the médecin traitant
@@ -91,18 +91,42 @@ class RecordFacts:
     allows_bris_de_glace: bool = True
     allows_masked_in_emergency: bool = False
     now: datetime = datetime(1970, 1, 1)
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentFacts:
     doc_id: str
-    status: str  # FHIR: current, superseded, entered-in-error
+    status: str  # DocumentStatus value
     author_id: str | None
     labels: frozenset[str] = field(default_factory=frozenset)
     archived: bool = False
     type_code: str | None = None
     class_code: str | None = None
     added_at: datetime | None = None  # when carnet stored it (starts INVISIBLE_PATIENT's month)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentFacts:
+    """A consent, as the acting person relates to it."""
+
+    target_blocked: bool = False  # the patient blocked the professional being authorised
+    about_actor: bool = True  # it names the acting professional (or their care team)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFacts:
+    """Content uploaded before its metadata (a raw Binary)."""
+
+    by_actor: bool  # the acting person uploaded it
+    attached: bool  # a document names it already
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """A trace, as its reader relates to it."""
+
+    own: bool  # the reader is the trace's actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +140,32 @@ class Decision:
 
 
 MatrixCheck = Callable[[str | None, str | None, str | None, str | None], bool]
+
+_PATIENT_MANAGES = frozenset(
+    {
+        Action.RECORD_UPDATE,
+        Action.RECORD_DESIGNATE,
+        Action.CONSENT_AUTHORISE,
+        Action.CONSENT_BLOCK,
+        Action.CONSENT_REVOKE,
+        Action.CONSENT_EMERGENCY,
+        Action.REPRESENTATIVE_ADD,
+        Action.REPRESENTATIVE_REMOVE,
+    }
+)
+_PATIENT_READS = frozenset(
+    {
+        Action.RECORD_STATUS,
+        Action.RECORD_READ,
+        Action.CONSENT_READ,
+        Action.REPRESENTATIVE_READ,
+        Action.AUDIT_READ,
+    }
+)
+_OPERATOR_ONLY = frozenset({Action.AUDIT_VERIFY, Action.RECORD_PURGE, Action.RECORD_IMPORT})
+_LIFECYCLE = frozenset({Action.RECORD_CLOSE, Action.RECORD_REOPEN, Action.RECORD_DESTROY})
+_SEARCHES = frozenset({Action.DOCUMENT_SEARCH, Action.LIST_SEARCH})
+_AUTHOR_CHANGES = frozenset({Action.DOCUMENT_REPLACE, Action.DOCUMENT_UPDATE})
 
 
 def _allow(rule: str, reason: str) -> Decision:
@@ -136,20 +186,30 @@ def decide(
     record: RecordFacts | None,
     document: DocumentFacts | None = None,
     *,
+    consent: ConsentFacts | None = None,
+    upload: UploadFacts | None = None,
+    event: EventFacts | None = None,
     matrix: MatrixCheck = _deny_all,
 ) -> Decision:
-    """Allow or deny ``action`` by ``actor`` on ``record`` (and ``document``).
+    """Allow or deny ``action`` by ``actor`` on ``record`` (and ``document``, the professional
+    a consent is about, uploaded content, a trace).
 
     ``matrix(profession, specialty, type_code, class_code)`` is the access matrix (configuration);
     the default denies everything, so that forgetting it fails closed.
     """
-    if action is Action.RECORD_CREATE:
+    if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION):
         return _decide_create(actor, record)
+    if actor.kind is ActorKind.OPERATOR:
+        return _operator(action, record)
+    if action in _OPERATOR_ONLY:
+        return _deny("operator-only", "only the operator does this")
     if action is Action.AUDIT_READ and record is None:
         # traces tied to no record (record_id ""): each person reads their own
-        if actor.kind in (ActorKind.PATIENT, ActorKind.PROFESSIONAL):
+        if actor.kind in (ActorKind.PATIENT, ActorKind.PROFESSIONAL) and (
+            event is None or event.own
+        ):
             return _allow("own-traces", "one's own traces tied to no record")
-        return _deny("default-deny", f"{actor.kind.value} actors read no traces")
+        return _deny("own-traces", "traces tied to no record are read by their actor only")
     # 1. missing, destroyed, closed
     if record is None or record.state is RecordState.DESTROYED:
         return _deny("record-missing", "no such record")
@@ -159,24 +219,42 @@ def decide(
             return _allow("record-closed", "status of a closed record (TD0.2)")
         return _deny("record-closed", "the record is closed")
     # 2. deleted documents
-    if document is not None and document.status == "entered-in-error":
+    if document is not None and document.status == DocumentStatus.DELETED:
         return _deny("document-deleted", "the document was deleted")
     if actor.kind is ActorKind.PATIENT:
         if is_patient:
-            return _patient(actor, action, record, document, representative=False)
+            return _patient(actor, action, record, document, upload, representative=False)
         if record.is_representative:
-            return _patient(actor, action, record, document, representative=True)
+            return _patient(actor, action, record, document, upload, representative=True)
         return _deny("patient", "a patient reaches only their own record")
     if actor.kind is ActorKind.PROFESSIONAL:
-        return _professional(actor, action, record, document, matrix)
+        return _professional(actor, action, record, document, consent, upload, event, matrix)
     return _deny("default-deny", f"{actor.kind.value} actors reach no medical data")
+
+
+# -- the operator ---------------------------------------------------------------------------
+
+
+def _operator(action: Action, record: RecordFacts | None) -> Decision:
+    """The operator runs the service and never reads medical content (dmp.md §1)."""
+    if action is Action.AUDIT_VERIFY:
+        return _allow("operator", "the operator verifies the trace chains")
+    if action is Action.RECORD_IMPORT:
+        return _allow("operator", "the operator loads records in bulk")
+    if action is Action.RECORD_PURGE:
+        if record is None or record.state is not RecordState.CLOSED or record.closed_at is None:
+            return _deny("retention", "only a closed record is purged")
+        if record.now < record.closed_at + RETENTION:
+            return _deny("retention", "a closed record is kept ten years (R1111-48)")
+        return _allow("retention", "closed for more than ten years (R1111-48)")
+    return _deny("operator", "the operator reaches no medical data")
 
 
 # -- 3 and 4: the patient and legal representatives ----------------------------------------
 
 
 def _invisible_to_patient(record: RecordFacts, doc: DocumentFacts) -> bool:
-    if "INVISIBLE_PATIENT" not in doc.labels:
+    if INVISIBLE_PATIENT not in doc.labels:
         return False
     if doc.added_at is None:
         return True
@@ -188,51 +266,69 @@ def _patient(
     action: Action,
     record: RecordFacts,
     document: DocumentFacts | None,
+    upload: UploadFacts | None,
     *,
     representative: bool,
 ) -> Decision:
     rule = "legal-representative" if representative else "patient"
     who = "a legal representative" if representative else "the patient"
+    closed = record.state is not RecordState.ACTIVE
     if action in (Action.DOCUMENT_READ, Action.DOCUMENT_MASK) and document is not None:
         if _invisible_to_patient(record, document):
             return _deny(rule, "the document is not yet visible to the patient (INVISIBLE_PATIENT)")
-        if representative and "INVISIBLE_REPRESENTANTS_LEGAUX" in document.labels:
+        if representative and INVISIBLE_REPRESENTATIVES in document.labels:
             return _deny(rule, "the document is not visible to legal representatives")
-        if action is Action.DOCUMENT_MASK and document.status != "current":
-            return _deny(rule, "only a current document is masked or unmasked")
+        if action is Action.DOCUMENT_MASK:
+            if closed:
+                return _deny(rule, "the record is closed: reopen it first")
+            if document.status != DocumentStatus.CURRENT:
+                return _deny(rule, "only a current document is masked or unmasked")
         return _allow(rule, f"{who} reads their record")
-    if action is Action.DOCUMENT_CREATE:
+    if action is Action.DOCUMENT_READ and upload is not None:
+        return _uploaded(upload, closed)
+    if action in _SEARCHES or action is Action.DOCUMENT_READ:
+        return _allow(rule, f"{who} reads their record")
+    if action in (Action.DOCUMENT_CREATE, Action.BINARY_CREATE, Action.BINARY_ATTACH):
         if document is not None and document.class_code != PATIENT_CLASS:
             return _deny(rule, f"{who} adds only documents of class 90 (déposé par le patient)")
-        if record.state is not RecordState.ACTIVE:
+        if closed:
             return _deny(rule, "the record is closed: reopen it first")
+        if action is Action.BINARY_ATTACH:
+            return _uploaded(upload, closed)
         return _allow(rule, f"{who} adds a document")
-    if action in (Action.DOCUMENT_REPLACE, Action.DOCUMENT_UPDATE):
-        if document is not None and document.author_id == actor.id:
-            return _allow("document-author", "the author changes their document")
-        return _deny("document-author", "only the document's author may change it")
-    if action is Action.RECORD_LIFECYCLE:
+    if action in _AUTHOR_CHANGES:
+        return _author_changes(actor, record, document)
+    if action in _LIFECYCLE:
         if representative:
             return _deny(rule, "only the patient closes, reopens or destroys the record")
+        if action is Action.RECORD_CLOSE and closed:
+            return _deny(rule, "the record is closed already")
         return _allow(rule, "the patient decides the life of their record")
-    if action in (
-        Action.RECORD_STATUS,
-        Action.RECORD_READ,
-        Action.RECORD_UPDATE,
-        Action.CONSENT_READ,
-        Action.CONSENT_WRITE,
-        Action.CONSENT_AUTHORISE,
-        Action.AUDIT_READ,
-    ):
-        if record.state is RecordState.CLOSED and action not in (
-            Action.RECORD_STATUS,
-            Action.RECORD_READ,
-            Action.AUDIT_READ,
-            Action.CONSENT_READ,
-        ):
+    if action in _PATIENT_READS:
+        return _allow(rule, f"{who} reads their record")
+    if action in _PATIENT_MANAGES:
+        if closed:
             return _deny(rule, "the record is closed: reopen it first")
         return _allow(rule, f"{who} manages their record")
     return _deny(rule, f"{action.value} is not for {who}")
+
+
+def _uploaded(upload: UploadFacts | None, closed: bool) -> Decision:
+    """Content uploaded before its metadata: its uploader alone names it in a document (or
+    reads it back before then)."""
+    if upload is None or not upload.by_actor:
+        return _deny("uploader", "only whoever uploaded the content may use it")
+    if closed:
+        return _deny("uploader", "the record is closed")
+    return _allow("uploader", "the uploader uses the content they uploaded")
+
+
+def _author_changes(actor: Actor, record: RecordFacts, document: DocumentFacts | None) -> Decision:
+    if document is None or document.author_id != actor.id:
+        return _deny("document-author", "only the document's author may change it")
+    if record.state is not RecordState.ACTIVE:
+        return _deny("document-author", "the record is closed: reopen it first")
+    return _allow("document-author", "the author changes their document")
 
 
 # -- 5 to 8: professionals ---------------------------------------------------------------------
@@ -243,32 +339,47 @@ def _professional(
     action: Action,
     record: RecordFacts,
     document: DocumentFacts | None,
+    consent: ConsentFacts | None,
+    upload: UploadFacts | None,
+    event: EventFacts | None,
     matrix: MatrixCheck,
 ) -> Decision:
     if action is Action.RECORD_STATUS:
         return _allow("professional-status", "record status (TD0.2)")
-    if action is Action.DOCUMENT_CREATE:
+    if action in (Action.DOCUMENT_CREATE, Action.BINARY_CREATE):
         # dmp.md §4: any professional feeds an active record; a blocked one too
         return _allow("professional-feeds", "professionals add documents to an active record")
-    if action in (Action.DOCUMENT_REPLACE, Action.DOCUMENT_UPDATE):
-        if document is not None and document.author_id == actor.id:
-            return _allow("document-author", "the author changes their document")
-        return _deny("document-author", "only the document's author may change it")
-    if action in (Action.DOCUMENT_MASK, Action.RECORD_LIFECYCLE, Action.CONSENT_WRITE):
-        return _deny("patient-only", "only the patient does this")
+    if action is Action.BINARY_ATTACH:
+        return _uploaded(upload, closed=False)
+    if action in _AUTHOR_CHANGES:
+        return _author_changes(actor, record, document)
     if action is Action.CONSENT_AUTHORISE:
         if record.blocked:
             return _deny("blocked", "the patient blocked this professional")
         if actor.mode is not AccessMode.NORMAL:
             return _deny("consent", "consent is recorded in normal mode only")
+        if consent is not None and consent.target_blocked:
+            return _deny(
+                "blocked", "the patient blocked this professional: only the patient lifts a block"
+            )
         return _allow("consent", "a professional records the patient's consent (TD0.3)")
+    if action in (Action.DOCUMENT_MASK, Action.RECORD_DESIGNATE) or action in _LIFECYCLE:
+        return _deny("patient-only", "only the patient does this")
+    if action in _PATIENT_MANAGES and action is not Action.RECORD_UPDATE:
+        return _deny("patient-only", "only the patient does this")
     if action is Action.CONSENT_READ:
+        if consent is not None and not consent.about_actor:
+            return _deny("consent", "a professional sees only the consents that concern them")
         return _allow("consent", "a professional sees the consents that concern them")
     if action is Action.AUDIT_READ:
         if record.is_treating_physician and not record.blocked:
             return _allow("treating-physician", "the médecin traitant reads every trace")
-        return _allow("own-traces", "a professional reads their own traces")
-    # reads: RECORD_READ, RECORD_UPDATE, DOCUMENT_READ
+        if event is None or event.own:
+            return _allow("own-traces", "a professional reads their own traces")
+        return _deny("own-traces", "a professional reads only their own traces")
+    if action is Action.DOCUMENT_READ and document is None and upload is not None:
+        return _uploaded(upload, closed=False)
+    # reads: RECORD_READ, RECORD_UPDATE, REPRESENTATIVE_READ, searches, DOCUMENT_READ
     if actor.mode is AccessMode.BRIS_DE_GLACE:
         return _emergency(actor, action, record, document, matrix, "bris-de-glace")
     if actor.mode is AccessMode.CENTRE_15:
@@ -278,13 +389,16 @@ def _professional(
         return _deny("blocked", "the patient blocked this professional")
     if document is not None and document.author_id == actor.id:
         return _allow("document-author", "the author reads what they authored")
+    if action in _SEARCHES and not (record.authorised or record.is_treating_physician):
+        # rule 8: an author finds what they authored; each row is then decided on its own
+        return _allow("document-author", "a professional finds the documents they authored")
     if not (record.authorised or record.is_treating_physician):
         return _deny("not-authorised", "the patient has not authorised this professional")
     if document is None:
         return _allow("authorised", "the patient authorised this professional")
     if not matrix(actor.profession, actor.specialty, document.type_code, document.class_code):
         return _deny("matrix", "the access matrix does not allow this document type")
-    if "MASQUE_PS" in document.labels and not record.is_treating_physician:
+    if MASKED in document.labels and not record.is_treating_physician:
         return _deny("masked", "the patient masked this document from professionals")
     return _allow("authorised", "authorised, allowed by the matrix")
 
@@ -314,7 +428,7 @@ def _emergency(
         return _allow("document-author", "the author reads what they authored")
     if not matrix(actor.profession, actor.specialty, document.type_code, document.class_code):
         return _deny("matrix", "the access matrix does not allow this document type")
-    if "MASQUE_PS" in document.labels and not (
+    if MASKED in document.labels and not (
         record.allows_masked_in_emergency or record.is_treating_physician
     ):
         return _deny("masked", "the patient did not allow masked documents in an emergency")
@@ -323,7 +437,7 @@ def _emergency(
 
 def _decide_create(actor: Actor, candidate: RecordFacts | None) -> Decision:
     """``candidate`` describes the record to be opened (its INS); existence is checked by the
-    store, which answers 409 when a record already exists."""
+    store, which refuses a second record for the same INS."""
     if actor.kind is ActorKind.PROFESSIONAL:
         if actor.mode is not AccessMode.NORMAL:
             return _deny("professional-opens", "a record is opened in normal mode")

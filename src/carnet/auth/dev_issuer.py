@@ -28,8 +28,8 @@ from carnet.auth.tokens import (
     check_ins_oid,
 )
 from carnet.domain.actors import AccessMode
+from carnet.domain.errors import ConfigurationError, Invalid, Rejected
 from carnet.domain.ins import check_ins_value
-from carnet.errors import ConfigurationError, InvalidInput, UnprocessableEntity
 
 KEY_FILE_NAME = "dev-issuer-key.json"
 ALGORITHM = "ES256"
@@ -76,7 +76,7 @@ TokenRequest = PatientTokenRequest | ProfessionalTokenRequest
 def parse_token_request(request: object) -> TokenRequest:
     """Validate the JSON body of ``POST /dev/token``; :class:`InvalidInput` names the field."""
     if not isinstance(request, Mapping):
-        raise InvalidInput("the token request must be a JSON object")
+        raise Invalid("the token request must be a JSON object")
     kind = request.get("kind")
     model: type[TokenRequest]
     if kind == "patient":
@@ -84,32 +84,30 @@ def parse_token_request(request: object) -> TokenRequest:
     elif kind == "professional":
         model = ProfessionalTokenRequest
     elif kind is None:
-        raise InvalidInput("kind: field required ('patient' or 'professional')", expression="kind")
+        raise Invalid("kind: field required ('patient' or 'professional')", field="kind")
     else:
-        raise InvalidInput(
-            f"kind: must be 'patient' or 'professional', got {kind!r}", expression="kind"
-        )
+        raise Invalid(f"kind: must be 'patient' or 'professional', got {kind!r}", field="kind")
     try:
         parsed = model.model_validate(dict(request))
     except ValidationError as exc:
         message, field = _describe(exc)
-        raise InvalidInput(message, expression=field) from None
+        raise Invalid(message, field=field) from None
     if isinstance(parsed, ProfessionalTokenRequest):
         if parsed.mode is AccessMode.BRIS_DE_GLACE and not parsed.reason:
-            raise InvalidInput(
+            raise Invalid(
                 "reason: required when mode is bris_de_glace (say why the record is opened)",
-                expression="reason",
+                field="reason",
             )
     else:
         try:
             check_ins_value(parsed.ins, field="ins")
-        except UnprocessableEntity as exc:
-            raise InvalidInput(f"ins: {exc.message}", expression="ins") from None
+        except Rejected as exc:
+            raise Invalid(f"ins: {exc.message}", field="ins") from None
         if parsed.ins_oid is not None:
             try:
                 check_ins_oid(parsed.ins_oid, allow_test=True)
             except ValueError as exc:
-                raise InvalidInput(f"ins_oid: {exc}", expression="ins_oid") from None
+                raise Invalid(f"ins_oid: {exc}", field="ins_oid") from None
     return parsed
 
 
@@ -188,7 +186,7 @@ class DevIssuer:
     def mint(self, request: Mapping[str, Any]) -> str:
         """A signed token for the JSON of ``POST /dev/token`` (see docs/tokens.md).
 
-        Raises :class:`carnet.errors.InvalidInput` naming the faulty field.
+        Raises :class:`carnet.domain.errors.Invalid` naming the faulty field.
         """
         return self._mint(parse_token_request(request))
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from carnet.auth.dev_issuer import DevIssuer
-from carnet.errors import InvalidInput
+from carnet.domain.errors import Invalid
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -35,7 +35,7 @@ def dev_token_router(issuer: DevIssuer) -> APIRouter:
             return _invalid("the body must be a JSON object (see docs/tokens.md)")
         try:
             token = issuer.mint(body)
-        except InvalidInput as exc:
+        except Invalid as exc:
             return _invalid(exc.message)
         return JSONResponse(
             {"access_token": token, "token_type": "Bearer", "expires_in": issuer.ttl},

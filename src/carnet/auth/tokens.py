@@ -5,7 +5,7 @@ EdDSA/Ed25519 only: never ``none``, never HS*), its issuer (the development issu
 CARNET_DEV_ISSUER is on, or one of CARNET_OIDC_ISSUERS), its signature against the issuer's keys
 (inline JWKS or a ``jwks_uri`` fetched with httpx and cached), then ``aud``, ``exp``, ``nbf``
 and ``iat`` (30 s leeway), then the carnet claims. Every failure is a
-:class:`~carnet.errors.NotAuthenticated` (401) whose message says what is wrong.
+:class:`~carnet.domain.errors.NotAuthenticated` (401) whose message says what is wrong.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from joserfc.jws import JWSRegistry
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from carnet.domain.actors import AccessMode, Actor, ActorKind
+from carnet.domain.errors import ConfigurationError, NotAuthenticated, Rejected
 from carnet.domain.ins import INS_OIDS, OID_NIA, OID_NIR, OID_NIR_TEST, check_ins_value
-from carnet.errors import ConfigurationError, NotAuthenticated, UnprocessableEntity
 from carnet.settings import Settings
 
 if TYPE_CHECKING:
@@ -499,7 +499,7 @@ class TokenVerifier:
             ins_raw = get.required("ins", "a patient")
             try:
                 ins = check_ins_value(ins_raw, field="ins")
-            except UnprocessableEntity as exc:
+            except Rejected as exc:
                 raise NotAuthenticated(f"claim ins: {exc.message}") from None
             try:
                 ins_oid = check_ins_oid(

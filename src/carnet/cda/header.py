@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lxml import etree
 
+from carnet.domain.errors import Invalid
 from carnet.domain.ins import OID_NIA, OID_NIR, OID_NIR_TEST, nir_key
-from carnet.errors import InvalidInput
 
 HL7_NS = "urn:hl7-org:v3"
 XSL_NS = "http://www.w3.org/1999/XSL/Transform"
@@ -144,7 +144,7 @@ _TS = re.compile(
 _WS = re.compile(r"\s+")
 
 
-class CdaError(InvalidInput):
+class CdaError(Invalid):
     """The bytes are not a usable CDA R2 document; the message says exactly why."""
 
 
@@ -416,7 +416,7 @@ class _Reader:
         try:
             dt, has_tz = parse_hl7_ts(value)
         except ValueError as exc:
-            raise CdaError(f"{where}/@value: {exc}", expression=where) from None
+            raise CdaError(f"{where}/@value: {exc}", field=where) from None
         if not has_tz and len(value.strip()) > 8:
             self.warnings.append(
                 f"{where}/@value {value.strip()!r} has no UTC offset; Europe/Paris assumed"
@@ -438,13 +438,13 @@ def parse_header(data: bytes) -> CdaHeader:
 
     id_el = doc.find("h:id", NS)
     if id_el is None:
-        raise CdaError("ClinicalDocument/id is missing", expression="ClinicalDocument/id")
+        raise CdaError("ClinicalDocument/id is missing", field="ClinicalDocument/id")
     unique_id = _ii(id_el)
     if unique_id is None:
         raise CdaError(
             "ClinicalDocument/id has no @root"
             + (f" (nullFlavor {id_el.get('nullFlavor')})" if id_el.get("nullFlavor") else ""),
-            expression="ClinicalDocument/id",
+            field="ClinicalDocument/id",
         )
 
     template_ids = tuple(
@@ -467,7 +467,7 @@ def parse_header(data: bytes) -> CdaHeader:
         except ValueError:
             raise CdaError(
                 f"ClinicalDocument/versionNumber/@value {version_text!r} is not an integer",
-                expression="ClinicalDocument/versionNumber",
+                field="ClinicalDocument/versionNumber",
             ) from None
 
     has_set_id = doc.find("h:setId", NS) is not None
@@ -628,7 +628,7 @@ def _birth_date(value: str | None) -> str | None:
     if not m:
         raise CdaError(
             f"recordTarget/patientRole/patient/birthTime/@value {value!r} is not an HL7 TS",
-            expression="recordTarget/patientRole/patient/birthTime",
+            field="recordTarget/patientRole/patient/birthTime",
         )
     y, mo, d = m.groups()
     try:
@@ -636,7 +636,7 @@ def _birth_date(value: str | None) -> str | None:
     except ValueError:
         raise CdaError(
             f"recordTarget/patientRole/patient/birthTime/@value {value!r} is not a valid date",
-            expression="recordTarget/patientRole/patient/birthTime",
+            field="recordTarget/patientRole/patient/birthTime",
         ) from None
     return "-".join(p for p in (y, mo, d) if p)
 
@@ -681,7 +681,7 @@ def _body(doc: etree._Element) -> tuple[int, str | None]:
         raise CdaError(
             "ClinicalDocument/component is missing: a CDA document has a nonXMLBody or a "
             "structuredBody",
-            expression="ClinicalDocument/component",
+            field="ClinicalDocument/component",
         )
     if component.find("h:structuredBody", NS) is not None:
         return 3, None
@@ -691,11 +691,11 @@ def _body(doc: etree._Element) -> tuple[int, str | None]:
     if component.find("h:nonXMLBody", NS) is not None:
         raise CdaError(
             "ClinicalDocument/component/nonXMLBody has no text element",
-            expression="ClinicalDocument/component/nonXMLBody/text",
+            field="ClinicalDocument/component/nonXMLBody/text",
         )
     raise CdaError(
         "ClinicalDocument/component has neither nonXMLBody nor structuredBody",
-        expression="ClinicalDocument/component",
+        field="ClinicalDocument/component",
     )
 
 
@@ -752,7 +752,7 @@ def extract_level1_body(data: bytes) -> tuple[str, bytes]:
     if text is None:
         raise CdaError(
             "not a level 1 document: ClinicalDocument/component/nonXMLBody/text is missing",
-            expression="ClinicalDocument/component/nonXMLBody/text",
+            field="ClinicalDocument/component/nonXMLBody/text",
         )
     where = "ClinicalDocument/component/nonXMLBody/text"
     media_type = (text.get("mediaType") or "text/plain").strip()
@@ -761,12 +761,12 @@ def extract_level1_body(data: bytes) -> tuple[str, bytes]:
         raise CdaError(
             f"{where}/@compression {text.get('compression')!r} is not supported: send the "
             "content uncompressed",
-            expression=where,
+            field=where,
         )
     if text.find("h:reference", NS) is not None and not (text.text or "").strip():
         raise CdaError(
             f"{where} references external content; the content must be inline",
-            expression=where,
+            field=where,
         )
     raw = text.text or ""
     if representation == "B64":
@@ -779,15 +779,15 @@ def extract_level1_body(data: bytes) -> tuple[str, bytes]:
         content = raw.encode("utf-8")
     else:
         raise CdaError(
-            f"{where}/@representation {representation!r} must be B64 or TXT", expression=where
+            f"{where}/@representation {representation!r} must be B64 or TXT", field=where
         )
     if not content:
-        raise CdaError(f"{where} is empty", expression=where)
+        raise CdaError(f"{where} is empty", field=where)
     if media_type == "application/pdf" and b"%PDF-" not in content[:1024]:
         raise CdaError(
             f"{where}: mediaType is application/pdf but the content does not start like a PDF "
             "(%PDF- header missing)",
-            expression=where,
+            field=where,
         )
     return media_type, content
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from carnet.domain.audit_verify import VerifyReport, count_events, verify_all
-from carnet.errors import CarnetError
+from carnet.domain.errors import CoreError
 from carnet.settings import Settings
 
 app = typer.Typer(
@@ -89,7 +89,7 @@ def verify(
     """Recompute every trace chain; list edited, removed or inserted events; exit 1 if any."""
     try:
         settings = Settings.from_env()
-    except CarnetError as exc:
+    except CoreError as exc:
         raise _fail(exc.message) from None
     if not settings.is_postgresql:
         path = Path(_where(settings))
@@ -100,8 +100,8 @@ def verify(
         report = asyncio.run(_run(settings, show))
     except SQLAlchemyError as exc:
         raise _fail(_explain(exc)) from None
-    except (OSError, CarnetError) as exc:
-        message = exc.message if isinstance(exc, CarnetError) else str(exc)
+    except (OSError, CoreError) as exc:
+        message = exc.message if isinstance(exc, CoreError) else str(exc)
         raise _fail(f"cannot read the database: {message}") from None
     _print(report, settings, limit)
     if not report.ok:

@@ -6,16 +6,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carnet.errors import CarnetError
-from carnet.notify import PassResult, Worker, run_digest
+from carnet.domain.errors import CoreError
+from carnet.notify import PassResult, digest_now, worker_for
 from carnet.settings import Settings
-from carnet.store.db import create_engine, migrate
 
 app = typer.Typer(
     help="Deliver notifications (e-mail, patient portal) written to the outbox.",
@@ -24,13 +21,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-T = TypeVar("T")
-
 
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except CarnetError as exc:
+    except CoreError as exc:
         typer.echo(f"carnet notify: configuration error: {exc.message}", err=True)
         raise typer.Exit(2) from None
 
@@ -47,27 +42,6 @@ Batch = Annotated[int, typer.Option("--batch", help="Notifications claimed at a 
 MaxAttempts = Annotated[
     int, typer.Option("--max-attempts", help="Attempts before a notification is marked dead.")
 ]
-
-
-async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    engine = create_engine(settings)
-    try:
-        await migrate(engine)
-        return await work(engine)
-    finally:
-        await engine.dispose()
-
-
-def _worker(
-    engine: AsyncEngine, settings: Settings, lease: float, batch: int, max_attempts: int
-) -> Worker:
-    return Worker(
-        engine,
-        settings,
-        lease_seconds=lease,
-        batch_size=batch,
-        max_attempts=max_attempts,
-    )
 
 
 def _summary(r: PassResult) -> str:
@@ -102,7 +76,7 @@ def run(
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    async def work(engine: AsyncEngine) -> None:
+    async def work() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
@@ -114,17 +88,19 @@ def run(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        worker = _worker(engine, settings, lease_seconds, batch, max_attempts)
-        logging.getLogger("carnet.notify").info(
-            "notification worker %s started (e-mail %s)",
-            worker.owner,
-            f"via {settings.smtp_host}:{settings.smtp_port}" if worker.email_enabled else "off",
-        )
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.run(stop, interval=interval, digest_every=digest_every)
+        async with worker_for(
+            settings, lease_seconds=lease_seconds, batch_size=batch, max_attempts=max_attempts
+        ) as worker:
+            logging.getLogger("carnet.notify").info(
+                "notification worker %s started (e-mail %s)",
+                worker.owner,
+                f"via {settings.smtp_host}:{settings.smtp_port}" if worker.email_enabled else "off",
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.run(stop, interval=interval, digest_every=digest_every)
         logging.getLogger("carnet.notify").info("notification worker stopped")
 
-    asyncio.run(_with_engine(settings, work))
+    asyncio.run(work())
 
 
 @app.command("once")
@@ -139,14 +115,13 @@ def once(
     """Deliver what is due now, in one pass, and exit (for cron and tests)."""
     settings = _settings()
 
-    async def work(engine: AsyncEngine) -> PassResult:
-        worker = _worker(engine, settings, lease_seconds, batch, max_attempts)
-        try:
+    async def work() -> PassResult:
+        async with worker_for(
+            settings, lease_seconds=lease_seconds, batch_size=batch, max_attempts=max_attempts
+        ) as worker:
             return await (worker.drain() if drain else worker.run_once())
-        finally:
-            await worker.close()
 
-    result = asyncio.run(_with_engine(settings, work))
+    result = asyncio.run(work())
     typer.echo(_summary(result))
 
 
@@ -163,8 +138,5 @@ def digest(
     """
     settings = _settings()
 
-    async def work(engine: AsyncEngine) -> int:
-        return await run_digest(engine, include_today=include_today)
-
-    made = asyncio.run(_with_engine(settings, work))
+    made = asyncio.run(digest_now(settings, include_today=include_today))
     typer.echo(f"{made} digest(s) written")

@@ -9,7 +9,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from carnet.errors import CarnetError
+from carnet.domain.errors import CoreError
 from carnet.settings import Settings
 
 console = Console(stderr=True)
@@ -18,26 +18,17 @@ console = Console(stderr=True)
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except CarnetError as exc:
+    except CoreError as exc:
         console.print(f"[red]configuration error:[/red] {exc.message}")
         raise typer.Exit(2) from None
 
 
 def migrate() -> None:
     """Apply the database migrations and exit."""
-    from carnet.store.db import create_engine
-    from carnet.store.db import migrate as run
+    from carnet.access.core import Core
 
     settings = _settings()
-
-    async def go() -> None:
-        engine = create_engine(settings)
-        try:
-            await run(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(go())
+    asyncio.run(Core.migrate(settings))
     console.print(f"migrations applied to {settings.sqlalchemy_url.split('@')[-1]}")
 
 
@@ -58,7 +49,7 @@ def serve(
 
     try:
         app = create_app(settings)
-    except CarnetError as exc:
+    except CoreError as exc:
         console.print(f"[red]cannot start:[/red] {exc.message}")
         raise typer.Exit(2) from None
     console.print(f"carnet listening on http://{settings.host}:{settings.port}  (Ctrl-C stops)")

@@ -12,7 +12,7 @@ import typer
 
 from carnet.auth.dev_issuer import DevIssuer
 from carnet.domain.actors import AccessMode
-from carnet.errors import CarnetError
+from carnet.domain.errors import CoreError
 from carnet.settings import Settings
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ def _fail(message: str) -> NoReturn:
 def _mint(request: dict[str, Any]) -> None:
     try:
         settings = Settings.from_env()
-    except CarnetError as exc:
+    except CoreError as exc:
         _fail(exc.message)
     if not settings.dev_issuer:
         _fail(
@@ -43,7 +43,7 @@ def _mint(request: dict[str, Any]) -> None:
             settings.data_dir, settings.audience, settings.token_ttl_seconds
         )
         token = issuer.mint({k: v for k, v in request.items() if v is not None})
-    except CarnetError as exc:
+    except CoreError as exc:
         _fail(exc.message)
     except OSError as exc:
         _fail(f"cannot use the data directory {settings.data_dir}: {exc.strerror or exc}")

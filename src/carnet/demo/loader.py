@@ -10,13 +10,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from carnet.access.scoped import Scope
+from carnet.access.core import Core
 from carnet.demo.documents import bundle_for, documents_for
 from carnet.demo.people import PATIENTS, PROFESSIONALS, DemoPatient, DemoProfessional
 from carnet.domain.actors import AccessMode, Actor, ActorKind
-from carnet.errors import Conflict
+from carnet.domain.errors import Conflict
 from carnet.fhir.iti65 import build_submission
-from carnet.services import Services
+from carnet.fhir.patient_resource import patient_input
 from carnet.settings import Settings
 
 
@@ -97,7 +97,7 @@ def _patient_resource(p: DemoPatient, gp: DemoProfessional) -> dict[str, Any]:
 
 
 async def load_demo(settings: Settings) -> DemoSummary:
-    services = await Services.start(settings)
+    core = await Core.start(settings)
     summary = DemoSummary(list(PATIENTS), list(PROFESSIONALS))
     pros = {
         f"{p.profession}/{p.specialty}" if p.specialty else p.profession: p for p in PROFESSIONALS
@@ -107,25 +107,25 @@ async def load_demo(settings: Settings) -> DemoSummary:
         with Progress(transient=True) as progress:
             task = progress.add_task("demo data", total=len(PATIENTS))
             for index, patient in enumerate(PATIENTS):
-                opener = Scope(services, _pro_actor(gp), "http://demo/fhir")
+                opener = core.scope(_pro_actor(gp))
                 try:
-                    await opener.create_record(_patient_resource(patient, gp))
+                    await opener.records.open(
+                        patient_input(_patient_resource(patient, gp), allow_test_ins=True)
+                    )
                     summary.records_created += 1
                 except Conflict:
                     pass
                 for doc in documents_for(patient, pros, index):
                     actor = _pro_actor(doc.author) if doc.author else _patient_actor(patient)
-                    base = f"http://{settings.host}:{settings.port}/fhir"
-                    scope = Scope(services, actor, settings.base_url or base)
-                    submission = build_submission(
+                    parsed = build_submission(
                         bundle_for(patient, doc), allow_test=True, actor_id=actor.id
                     )
-                    result = await scope.publish(submission)
+                    result = await core.scope(actor).documents.publish(parsed.submission)
                     summary.documents_total += 1
                     summary.documents_created += sum(d.created for d in result.documents)
                 progress.advance(task)
     finally:
-        await services.close()
+        await core.close()
     return summary
 
 

@@ -24,8 +24,9 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from carnet.domain.traces import GENESIS, StoredEvent, chain_hash, event_from_row
+from carnet.domain.traces import GENESIS, StoredEvent, chain_hash
 from carnet.store.tables import audit_events
+from carnet.store.trace_chain import event_from_row
 
 BATCH = 2000
 

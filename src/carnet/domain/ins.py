@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from carnet.errors import UnprocessableEntity
+from carnet.domain.errors import Rejected
 
 OID_NIR = "1.2.250.1.213.1.4.8"
 OID_NIA = "1.2.250.1.213.1.4.9"
@@ -50,23 +50,23 @@ def check_ins_value(value: str, *, field: str = "identifier.value") -> str:
     """Return the normalised INS value or raise a 422 naming the problem."""
     v = value.strip().upper().replace(" ", "")
     if len(v) != 15:
-        raise UnprocessableEntity(
+        raise Rejected(
             f"INS {value!r} must have 15 characters (13 + a 2-digit key), it has {len(v)}",
-            expression=field,
+            field=field,
         )
     if not _SHAPE.match(v):
-        raise UnprocessableEntity(
+        raise Rejected(
             f"INS {value!r} is malformed: expected sex digit, year, month, department "
             "(digits, 2A or 2B), commune, order number and key",
-            expression=field,
+            field=field,
         )
     expected = nir_key(v[:13])
     given = int(v[13:])
     if expected != given:
-        raise UnprocessableEntity(
+        raise Rejected(
             f"INS {v}: wrong NIR key {v[13:]}, the key of {v[:13]} is {expected:02d} "
             f"(97 - {v[:13]} mod 97)",
-            expression=field,
+            field=field,
         )
     return v
 
@@ -74,26 +74,24 @@ def check_ins_value(value: str, *, field: str = "identifier.value") -> str:
 def parse_ins(system: str | None, value: str | None, *, allow_test: bool, field: str) -> Ins:
     """Validate an INS given as a FHIR identifier (system + value)."""
     if not system:
-        raise UnprocessableEntity("the INS identifier has no system (OID)", expression=field)
+        raise Rejected("the INS identifier has no system (OID)", field=field)
     oid = system[len("urn:oid:") :] if system.startswith("urn:oid:") else system
     if oid == OID_NIR_SOCIAL:
-        raise UnprocessableEntity(
-            f"OID {OID_NIR_SOCIAL} is a social-security number, not an INS", expression=field
-        )
+        raise Rejected(f"OID {OID_NIR_SOCIAL} is a social-security number, not an INS", field=field)
     if oid not in INS_OIDS:
-        raise UnprocessableEntity(
+        raise Rejected(
             f"{system!r} is not an INS system: expected urn:oid:{OID_NIR} (INS-NIR) or "
             f"urn:oid:{OID_NIA} (INS-NIA)",
-            expression=field,
+            field=field,
         )
     if oid == OID_NIR_TEST and not allow_test:
-        raise UnprocessableEntity(
+        raise Rejected(
             "test INS (urn:oid:1.2.250.1.213.1.4.10) are refused on this server "
             "(set CARNET_ALLOW_TEST_INS=1 for tests and demos)",
-            expression=field,
+            field=field,
         )
     if not value:
-        raise UnprocessableEntity("the INS identifier has no value", expression=field)
+        raise Rejected("the INS identifier has no value", field=field)
     return Ins(oid=oid, value=check_ins_value(value, field=f"{field}.value"))
 
 

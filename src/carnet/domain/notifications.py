@@ -3,9 +3,12 @@
 The patient is told at once of every emergency access (and the médecin traitant too), of other
 professionals' accesses in a daily digest by default (or at once, or not at all, by preference),
 and of new documents if they asked for it. Nothing here sends anything: the rows are written in
-the same transaction as the event they tell of, and ``carnet notify run``
+the same write as the event they tell of, and ``carnet notify run``
 (:mod:`carnet.notify.worker`) delivers them, so that a notification exists if and only if its
 event was committed. See docs/notifications.md.
+
+This module is pure: it says which outbox rows an event makes (:func:`access_notices`,
+:func:`new_document_notices`); the core writes them with the event.
 """
 
 from __future__ import annotations
@@ -17,14 +20,10 @@ from enum import StrEnum
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carnet.domain.actors import AccessMode, Actor, ActorKind
 from carnet.domain.clock import iso, ordered_id, utcnow
-from carnet.errors import InvalidInput
-from carnet.store.tables import notification_preferences, outbox, records
-from carnet.store.upsert import insert_ignore
+from carnet.domain.errors import Invalid
 
 
 class Kind(StrEnum):
@@ -123,96 +122,21 @@ def check_email(value: str) -> str:
         or len(v) > 320
         or any(c.isspace() or c in "<>,;\"'()[]\\" or ord(c) < 32 for c in v)
     ):
-        raise InvalidInput(f"not an e-mail address: {value!r}", expression="telecom")
+        raise Invalid(f"not an e-mail address: {value!r}", field="patient.email")
     return v
 
 
-# -- preferences --------------------------------------------------------------------------------
-async def get_preferences(conn: AsyncConnection, record_id: str) -> Preferences:
-    row = (
-        await conn.execute(
-            select(notification_preferences).where(
-                notification_preferences.c.record_id == record_id
-            )
-        )
-    ).first()
-    if row is None:
-        return DEFAULT_PREFERENCES
-    m = row._mapping
-    return Preferences(
-        email=m["email"],
-        new_documents=bool(m["new_documents"]),
-        access_mode=AccessNotices(m["access_mode"]),
-        portal=bool(m["portal"]),
-    )
-
-
-async def set_preferences(
-    conn: AsyncConnection,
-    record_id: str,
-    *,
-    email: str | _Unset | None = UNSET,
-    new_documents: bool | _Unset = UNSET,
-    access_mode: AccessNotices | str | _Unset = UNSET,
-    portal: bool | _Unset = UNSET,
-) -> Preferences:
-    """Change the given preferences of a record (the others keep their value) in the caller's
-    transaction. ``email=None`` removes the address; Patient.telecom (system email) feeds it."""
-    changes: dict[str, Any] = {}
-    if not isinstance(email, _Unset):
-        changes["email"] = check_email(email) if email else None
-    if not isinstance(new_documents, _Unset):
-        changes["new_documents"] = bool(new_documents)
-    if not isinstance(access_mode, _Unset):
-        try:
-            changes["access_mode"] = AccessNotices(access_mode).value
-        except ValueError:
-            raise InvalidInput(
-                f"access notifications are digest, immediate or none, not {access_mode!r}"
-            ) from None
-    if not isinstance(portal, _Unset):
-        changes["portal"] = bool(portal)
-    now = utcnow()
-    d = DEFAULT_PREFERENCES
-    inserted = await insert_ignore(
-        conn,
-        notification_preferences,
-        {
-            "record_id": record_id,
-            "email": d.email,
-            "new_documents": d.new_documents,
-            "access_mode": d.access_mode.value,
-            "portal": d.portal,
-            "updated_at": now,
-            **changes,
-        },
-    )
-    if not inserted and changes:
-        await conn.execute(
-            update(notification_preferences)
-            .where(notification_preferences.c.record_id == record_id)
-            .values(**changes, updated_at=now)
-        )
-    return await get_preferences(conn, record_id)
-
-
 # -- the outbox ---------------------------------------------------------------------------------
-async def notify(
-    conn: AsyncConnection,
+def outbox_rows(
     *,
     record_id: str,
     kind: Kind | str,
     payload: Mapping[str, Any],
     recipients: Sequence[Recipient],
     now: datetime | None = None,
-) -> list[str]:
-    """Write one outbox row per recipient in the caller's transaction (no commit here).
-
-    Returns the rows' event ids. Each row's payload is ``payload`` plus ``"to"``: the role of
-    its recipient, which picks the wording.
-    """
-    if not recipients:
-        return []
+) -> list[dict[str, Any]]:
+    """One outbox row per recipient (every column of the table). Each row's payload is
+    ``payload`` plus ``"to"``: the role of its recipient, which picks the wording."""
     at = now or utcnow()
     rows: list[dict[str, Any]] = []
     for r in recipients:
@@ -237,17 +161,7 @@ async def notify(
                 "lease_owner": None,
             }
         )
-    if rows:
-        await conn.execute(outbox.insert(), rows)
-    return [str(r["event_id"]) for r in rows]
-
-
-async def patient_of(conn: AsyncConnection, record_id: str) -> str:
-    """The patient's actor id (``ins:<INS>``) of a record."""
-    ins = (
-        await conn.execute(select(records.c.ins_value).where(records.c.record_id == record_id))
-    ).scalar_one_or_none()
-    return f"ins:{ins}" if ins else f"record:{record_id}"
+    return rows
 
 
 def actor_payload(actor: Actor) -> dict[str, Any]:
@@ -263,17 +177,6 @@ def actor_payload(actor: Actor) -> dict[str, Any]:
     }
 
 
-def document_title(resource: bytes | Mapping[str, Any]) -> str | None:
-    """A DocumentReference's title (``content[0].attachment.title``, else ``description``)."""
-    try:
-        doc = orjson.loads(resource) if isinstance(resource, bytes) else resource
-        content = doc.get("content") or [{}]
-        title = (content[0].get("attachment") or {}).get("title") or doc.get("description")
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
-        return None
-    return str(title)[:200] if title else None
-
-
 def _contact(value: str | Contact | None) -> Contact | None:
     if value is None or isinstance(value, Contact):
         return value
@@ -281,21 +184,22 @@ def _contact(value: str | Contact | None) -> Contact | None:
 
 
 # -- the policy: who is told what ---------------------------------------------------------------
-async def on_access(
-    conn: AsyncConnection,
+def access_notices(
     actor: Actor,
     record_id: str,
+    patient: str,
+    prefs: Preferences,
     doc_id: str | None = None,
     treating_physician: str | Contact | None = None,
     *,
     title: str | None = None,
     labels: Iterable[str] = (),
     now: datetime | None = None,
-) -> list[str]:
-    """A professional read the record (``doc_id``: which document, ``title`` and ``labels``:
-    its title, for the portal only, and its confidentiality codes). Call it in the transaction
-    of the read. Patients' own reads and systems tell nobody. The access to a document hidden
-    from the patient is told without naming the document.
+) -> list[dict[str, Any]]:
+    """A professional read the record of ``patient`` (an actor id, ``ins:<INS>``): ``doc_id``
+    which document, ``title`` and ``labels`` its title (for the portal only) and its
+    confidentiality codes. Patients' own reads and systems tell nobody. The access to a
+    document hidden from the patient is told without naming the document.
 
     - emergency access (bris de glace, centre 15): at once, whatever the preferences, by e-mail
       if the patient gave an address and in the portal; and the médecin traitant (an actor id,
@@ -308,8 +212,6 @@ async def on_access(
     at = now or utcnow()
     if HIDDEN_FROM_PATIENT & set(labels):
         doc_id = title = None
-    prefs = await get_preferences(conn, record_id)
-    patient = await patient_of(conn, record_id)
     payload: dict[str, Any] = {
         "actor": actor_payload(actor),
         "mode": actor.mode.value,
@@ -345,33 +247,28 @@ async def on_access(
             recipients.append(Recipient(patient, Channel.EMAIL, prefs.email, held=held))
         if prefs.portal:
             recipients.append(Recipient(patient, Channel.PORTAL))
-    return await notify(
-        conn, record_id=record_id, kind=kind, payload=payload, recipients=recipients, now=at
+    return outbox_rows(
+        record_id=record_id, kind=kind, payload=payload, recipients=recipients, now=at
     )
 
 
-async def on_new_document(
-    conn: AsyncConnection,
+def new_document_notices(
     actor: Actor,
     record_id: str,
+    patient: str,
+    prefs: Preferences,
     doc_id: str,
     title: str | None,
     *,
     labels: Iterable[str] = (),
     now: datetime | None = None,
-) -> list[str]:
+) -> list[dict[str, Any]]:
     """A document was added to the record: the patient is told only if they asked for it
     (preference ``new_documents``), and never of a document hidden from them (``labels``).
     The e-mail never carries the title; the portal may."""
-    if HIDDEN_FROM_PATIENT & set(labels):
+    if HIDDEN_FROM_PATIENT & set(labels) or not prefs.new_documents or actor.id == patient:
         return []
     at = now or utcnow()
-    prefs = await get_preferences(conn, record_id)
-    if not prefs.new_documents:
-        return []
-    patient = await patient_of(conn, record_id)
-    if actor.id == patient:
-        return []  # the patient added it themselves
     recipients: list[Recipient] = []
     if prefs.email:
         recipients.append(Recipient(patient, Channel.EMAIL, prefs.email))
@@ -383,8 +280,7 @@ async def on_new_document(
         "doc_id": doc_id,
         "title": title,  # portal only
     }
-    return await notify(
-        conn,
+    return outbox_rows(
         record_id=record_id,
         kind=Kind.NEW_DOCUMENT,
         payload=payload,

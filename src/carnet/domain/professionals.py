@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from carnet.errors import UnprocessableEntity
+from carnet.domain.errors import Rejected
 
 STRUCTURE_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"
 
@@ -27,10 +27,10 @@ def check_idnatps(value: str, *, field: str) -> str:
     v = value.strip()
     rpps = v[1:] if len(v) == 12 and v.startswith("8") else v
     if not re.fullmatch(r"\d{11}", rpps) or not luhn_ok(rpps):
-        raise UnprocessableEntity(
+        raise Rejected(
             f"{value!r} names no known professional: an RPPS number has 11 digits with a Luhn "
             "key (IdNatPS: 8 followed by the RPPS number)",
-            expression=field,
+            field=field,
         )
     return "8" + rpps
 
@@ -38,8 +38,8 @@ def check_idnatps(value: str, *, field: str) -> str:
 def check_structure(value: str, *, field: str) -> str:
     v = value.strip()
     if not re.fullmatch(r"[0-9A-Z]{9,15}", v):
-        raise UnprocessableEntity(
+        raise Rejected(
             f"{value!r} is not a structure identifier (FINESS, SIRET or IdNatStruct)",
-            expression=field,
+            field=field,
         )
     return v

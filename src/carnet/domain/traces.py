@@ -1,36 +1,29 @@
-"""Traces (dmp.md §5): every action and every denial, written in the same transaction as the
-action itself, append-only and hash-chained per record (docs/traces.md).
+"""Traces (dmp.md §5): every action and every denial, append-only and hash-chained per record
+(docs/traces.md). This module is the pure part: the event, its canonical form and the chain.
+Writing and reading them is the store's (:mod:`carnet.store.trace_chain`).
 
 Each record has its own chain; events tied to no record form one more chain, ``record_id`` "".
 An event carries ``seq`` (1, 2, 3… within its chain), ``prev_hash`` (the previous event's
 ``hash``, :data:`GENESIS` for the first) and ``hash`` = SHA-256(prev_hash ‖ canonical form of
 the event), so that an edited, removed or inserted event breaks the chain
 (:mod:`carnet.domain.audit_verify`).
-
-Appending must not fork a chain when two transactions trace on the same record at once: on
-PostgreSQL a transaction-scoped advisory lock per chain is taken before the chain's head is
-read; on SQLite the head is read inside a write transaction (``BEGIN IMMEDIATE`` when none is
-open yet), and SQLite has one writer at a time. The unique constraint (record_id, seq) is the
-backstop.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carnet.access.policy import Action, Decision
+from carnet.domain.actions import Action
 from carnet.domain.actors import Actor
 from carnet.domain.clock import ordered_id, utcnow
-from carnet.domain.search import DateParam, TokenParam
-from carnet.store.tables import audit_events
+from carnet.domain.ins import Ins
+from carnet.domain.search import DateParam
 
 GENESIS = "0" * 64
 FORMAT = "carnet.audit/1"  # first element of the canonical form: changes if the form changes
@@ -53,37 +46,64 @@ HASHED_FIELDS = (
     "rule",
     "detail",
 )
+ALLOW = "allow"
+DENY = "deny"
 
-_HEADS_KEY = "carnet.audit_heads"
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One event to append: everything but its place in the chain."""
+
+    record_id: str  # "" for events tied to no record
+    event_id: str
+    recorded_at: datetime
+    actor_kind: str
+    actor_id: str
+    profession: str | None
+    structure: str | None
+    mode: str | None
+    reason: str | None
+    action: str
+    doc_id: str | None
+    outcome: str  # allow | deny
+    rule: str | None
+    detail: str | None
+
+    @property
+    def denied(self) -> bool:
+        return self.outcome == DENY
+
+    def fields(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in TraceEvent.__slots__}
 
 
-def trace_row(
+def trace_event(
     actor: Actor,
     action: Action | str,
     record_id: str | None,
     *,
-    decision: Decision | None = None,
-    outcome: str | None = None,
+    allowed: bool,
+    rule: str | None = None,
     doc_id: str | None = None,
     detail: str | None = None,
-) -> dict[str, object]:
-    allowed = decision.allowed if decision is not None else outcome != "deny"
-    return {
-        "record_id": record_id or "",
-        "event_id": ordered_id(),
-        "recorded_at": utcnow(),
-        "actor_kind": actor.kind.value,
-        "actor_id": actor.id,
-        "profession": actor.profession,
-        "structure": actor.structure,
-        "mode": actor.mode.value,
-        "reason": actor.reason,
-        "action": str(action),
-        "doc_id": doc_id,
-        "outcome": outcome or ("allow" if allowed else "deny"),
-        "rule": decision.rule if decision is not None else None,
-        "detail": detail,
-    }
+    now: datetime | None = None,
+) -> TraceEvent:
+    return TraceEvent(
+        record_id=record_id or "",
+        event_id=ordered_id(),
+        recorded_at=now or utcnow(),
+        actor_kind=actor.kind.value,
+        actor_id=actor.id,
+        profession=actor.profession,
+        structure=actor.structure,
+        mode=actor.mode.value,
+        reason=actor.reason,
+        action=str(action),
+        doc_id=doc_id,
+        outcome=ALLOW if allowed else DENY,
+        rule=rule,
+        detail=detail,
+    )
 
 
 # -- the chain -----------------------------------------------------------------------------------
@@ -104,90 +124,76 @@ def chain_hash(prev_hash: str, event: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(event)).hexdigest()
 
 
-@dataclass(slots=True)
-class _Heads:
-    """Chain heads known to this transaction: (seq, hash) per record_id."""
-
-    transaction: object
-    heads: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-
-def _heads_of(conn: AsyncConnection) -> dict[str, tuple[int, str]]:
-    """The heads cached for the current transaction (the cache lives on the connection and is
-    dropped when the transaction changes; savepoints are not cached across)."""
-    sync = conn.sync_connection
-    assert sync is not None
-    info = sync.info
-    transaction = sync.get_transaction()
-    if sync.get_nested_transaction() is not None:
-        info.pop(_HEADS_KEY, None)
-        return {}
-    cached = info.get(_HEADS_KEY)
-    if isinstance(cached, _Heads) and cached.transaction is transaction:
-        return cached.heads
-    fresh = _Heads(transaction)
-    info[_HEADS_KEY] = fresh
-    return fresh.heads
-
-
-async def _hold_write_lock(conn: AsyncConnection) -> None:
-    """SQLite: make sure the chain head is read inside the write transaction that appends.
-
-    The sqlite3 driver opens its transaction lazily, at the first INSERT/UPDATE/DELETE: reads
-    before it run outside any transaction, so another writer could commit between our read of
-    the head and our INSERT. ``BEGIN IMMEDIATE`` takes the write lock first (waiting for
-    ``busy_timeout``); when a transaction is already open it has written, so it holds the lock.
-    """
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    if driver is not None and not bool(getattr(driver, "in_transaction", True)):
-        await conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-async def _lock_and_read_head(conn: AsyncConnection, record_id: str) -> tuple[int, str]:
-    if conn.dialect.name == "postgresql":
-        await conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:record_id))"), {"record_id": record_id}
+def _canonical_of(event: TraceEvent, seq: int) -> bytes:
+    return orjson.dumps(
+        (
+            FORMAT,
+            seq,
+            event.record_id,
+            event.event_id,
+            event.recorded_at.isoformat(timespec="microseconds"),
+            event.actor_kind,
+            event.actor_id,
+            event.profession,
+            event.structure,
+            event.mode,
+            event.reason,
+            event.action,
+            event.doc_id,
+            event.outcome,
+            event.rule,
+            event.detail,
         )
-    head = (
-        await conn.execute(
-            select(audit_events.c.seq, audit_events.c.hash)
-            .where(audit_events.c.record_id == record_id)
-            .order_by(audit_events.c.seq.desc())
-            .limit(1)
-        )
-    ).first()
-    if head is None:
-        return 0, GENESIS
-    return int(head[0]), str(head[1])
+    )
 
 
-async def write_traces(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
-    """Append ``rows`` (from :func:`trace_row`) to their chains, in the caller's transaction.
+@dataclass(frozen=True, slots=True)
+class ChainedEvent:
+    event: TraceEvent
+    seq: int
+    prev_hash: str
+    hash: str
 
-    One read of each chain's head per transaction (locks taken in record_id order, so that two
-    transactions never wait on each other in a cycle within one call), then one INSERT.
-    """
-    if not rows:
-        return
-    heads = _heads_of(conn)
-    missing = sorted({str(r["record_id"]) for r in rows} - heads.keys())
-    known = dict(heads)
-    if missing:
-        if conn.dialect.name == "sqlite":
-            await _hold_write_lock(conn)
-        for record_id in missing:
-            known[record_id] = await _lock_and_read_head(conn, record_id)
-    chained: list[dict[str, object]] = []
-    for row in rows:
-        record_id = str(row["record_id"])
-        seq, prev = known[record_id]
-        event = {**row, "seq": seq + 1, "prev_hash": prev}
-        event["hash"] = chain_hash(prev, event)
-        known[record_id] = (seq + 1, str(event["hash"]))
-        chained.append(event)
-    await conn.execute(audit_events.insert(), chained)
-    heads.update(known)
+    def row(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "record_id": e.record_id,
+            "event_id": e.event_id,
+            "recorded_at": e.recorded_at,
+            "actor_kind": e.actor_kind,
+            "actor_id": e.actor_id,
+            "profession": e.profession,
+            "structure": e.structure,
+            "mode": e.mode,
+            "reason": e.reason,
+            "action": e.action,
+            "doc_id": e.doc_id,
+            "outcome": e.outcome,
+            "rule": e.rule,
+            "detail": e.detail,
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+Head = tuple[int, str]  # (seq, hash) of a chain's last event; (0, GENESIS) for an empty chain
+
+
+def extend(
+    heads: Mapping[str, Head], events: Iterable[TraceEvent]
+) -> tuple[list[ChainedEvent], dict[str, Head]]:
+    """Chain ``events`` onto the chains whose heads are given (in the order given, each record's
+    events after each other). Returns the chained events and the new heads. Pure."""
+    new_heads: dict[str, Head] = {}
+    out: list[ChainedEvent] = []
+    for event in events:
+        seq, prev = new_heads.get(event.record_id) or heads.get(event.record_id) or (0, GENESIS)
+        seq += 1
+        digest = hashlib.sha256(prev.encode("ascii") + _canonical_of(event, seq)).hexdigest()
+        out.append(ChainedEvent(event, seq, prev, digest))
+        new_heads[event.record_id] = (seq, digest)
+    return out, new_heads
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -215,22 +221,36 @@ class StoredEvent:
         return {f: getattr(self, f) for f in StoredEvent.__slots__}
 
 
-def event_from_row(row: Row[Any]) -> StoredEvent:
-    m = row._mapping
-    return StoredEvent(**{f: m[f] for f in StoredEvent.__slots__})
+@dataclass(frozen=True, slots=True)
+class ActionFilter:
+    """Which actions a trace search matches: one code, or every code ending with one of
+    ``verbs`` (``read`` matches ``document.read``), or (``other_than``) every code whose verb is
+    none of them."""
+
+    code: str | None = None
+    verbs: frozenset[str] = frozenset()
+    other_than: bool = False
 
 
 @dataclass(slots=True)
 class AuditCriteria:
-    """GET AuditEvent?…: each outer list is a repeated parameter (AND), each inner list the
-    comma-separated values (OR)."""
+    """Which traces: each outer list is a repeated condition (AND), each inner list its
+    alternatives (OR)."""
 
     record_ids: list[list[str]] = field(default_factory=list)
     date: DateParam = field(default_factory=list)
-    action: TokenParam = field(default_factory=list)  # our codes, or C R U D E
-    subtype: TokenParam = field(default_factory=list)  # our codes
-    outcome: TokenParam = field(default_factory=list)
-    agent_identifier: TokenParam = field(default_factory=list)
-    entity: list[list[str]] = field(default_factory=list)  # document ids
+    actions: list[list[ActionFilter]] = field(default_factory=list)
+    outcomes: list[list[str]] = field(default_factory=list)  # allow | deny
+    actor_ids: list[list[str]] = field(default_factory=list)  # rpps:…, ins:…
+    # events about: ("record", id) or ("document", id)
+    entities: list[list[tuple[str, str]]] = field(default_factory=list)
     count: int = 20
     cursor: tuple[str, str] | None = None  # (event_id, record_id) of the last one seen
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    items: list[StoredEvent]
+    total: int
+    next_cursor: tuple[str, str] | None
+    ins: dict[str, Ins] = field(default_factory=dict)  # record id → INS, to name a patient

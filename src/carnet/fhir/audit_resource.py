@@ -19,11 +19,50 @@ from typing import Any
 
 import orjson
 
-from carnet.access.audit import ACTION_SYSTEM, fhir_action
 from carnet.domain.actors import RPPS_SYSTEM
 from carnet.domain.clock import iso
 from carnet.domain.ins import Ins
 from carnet.domain.traces import StoredEvent
+
+ACTION_SYSTEM = "https://carnet.health/fhir/CodeSystem/dmp-action"
+FHIR_ACTION_SYSTEM = "http://hl7.org/fhir/audit-event-action"
+OUTCOME_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-outcome"
+
+# AuditEvent.action (C R U D E) from the verb that ends an action code (``document.read``);
+# codes of traces written before carnet.domain.actions (``record.lifecycle``…) included
+VERBS: dict[str, str] = {
+    "create": "C",
+    "objection": "C",
+    "import": "C",
+    "read": "R",
+    "search": "R",
+    "status": "R",
+    "verify": "R",
+    "update": "U",
+    "replace": "U",
+    "mask": "U",
+    "lifecycle": "U",
+    "write": "U",
+    "authorise": "U",
+    "block": "U",
+    "revoke": "U",
+    "emergency": "U",
+    "designate": "U",
+    "close": "U",
+    "reopen": "U",
+    "add": "U",
+    "remove": "U",
+    "attach": "U",
+    "delete": "D",
+    "destroy": "D",
+    "purge": "D",
+}
+
+
+def fhir_action(action: str) -> str:
+    """C, R, U, D or E (execute: anything else) for one of our action codes."""
+    return VERBS.get(action.rsplit(".", 1)[-1], "E")
+
 
 CARNET_EXT = "https://carnet.health/fhir/StructureDefinition"
 CHAIN_EXT = f"{CARNET_EXT}/dmp-audit-chain"

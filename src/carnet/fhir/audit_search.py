@@ -16,12 +16,20 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.domain.traces import AuditCriteria
-from carnet.errors import InvalidInput
-from carnet.fhir.audit_resource import audit_event_json
+from carnet.domain.actors import RPPS_SYSTEM
+from carnet.domain.search import Token, TokenParam
+from carnet.domain.traces import ActionFilter, AuditCriteria
+from carnet.fhir.audit_resource import (
+    ACTION_SYSTEM,
+    FHIR_ACTION_SYSTEM,
+    OUTCOME_SYSTEM,
+    VERBS,
+    audit_event_json,
+)
 from carnet.fhir.bundles import page_url, searchset
 from carnet.fhir.capability import AUDIT_SEARCH
-from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.context import base_url, core_of, scope_of
+from carnet.fhir.errors import InvalidInput
 from carnet.fhir.search_params import check_known, count, dates, references, tokens
 from carnet.fhir.wire import fhir_response
 
@@ -45,13 +53,70 @@ def decode_cursor(params: QueryParams) -> tuple[str, str] | None:
     return event_id, record_id
 
 
-def _entities(params: QueryParams) -> list[list[str]]:
-    out = []
+INS_SYSTEMS = frozenset(
+    f"urn:oid:{oid}"
+    for oid in ("1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10")
+)
+
+
+def _actions(action: TokenParam, subtype: TokenParam) -> list[list[ActionFilter]]:
+    """``action`` (AuditEvent.action C R U D E, or our codes) and ``subtype`` (our codes)."""
+    out: list[list[ActionFilter]] = []
+    for values in action:
+        ors: list[ActionFilter] = []
+        for t in values:
+            if t.code in ("C", "R", "U", "D", "E") and t.system in (None, FHIR_ACTION_SYSTEM):
+                if t.code == "E":
+                    ors.append(ActionFilter(verbs=frozenset(VERBS), other_than=True))
+                else:
+                    verbs = frozenset(v for v, letter in VERBS.items() if letter == t.code)
+                    ors.append(ActionFilter(verbs=verbs))
+            elif t.system in (None, ACTION_SYSTEM):
+                ors.append(ActionFilter(code=t.code))
+        out.append(ors)
+    for values in subtype:
+        out.append([ActionFilter(code=t.code) for t in values if t.system in (None, ACTION_SYSTEM)])
+    return out
+
+
+def _outcomes(param: TokenParam) -> list[list[str]]:
+    names = {"0": "allow", "allow": "allow", "4": "deny", "deny": "deny"}
+    return [
+        [names[t.code] for t in values if t.code in names and t.system in (None, OUTCOME_SYSTEM)]
+        for values in param
+    ]
+
+
+def _actor_ids(t: Token) -> list[str]:
+    if t.system == RPPS_SYSTEM:
+        return [f"rpps:{t.code}"]
+    if t.system in INS_SYSTEMS:
+        return [f"ins:{t.code.upper()}"]
+    if t.system is None:
+        return [f"rpps:{t.code}", f"ins:{t.code.upper()}", t.code]
+    return []
+
+
+def _entities(params: QueryParams) -> list[list[tuple[str, str]]]:
+    """``entity``: each a Patient (the record) or a DocumentReference (a bare id is one)."""
+    out: list[list[tuple[str, str]]] = []
     for raw in params.getlist("entity"):
         values = [v.strip().rstrip("/") for v in raw.split(",")]
         if not all(values):
             raise InvalidInput(f"empty reference in entity={raw!r}", expression="entity")
-        out.append(values)
+        group = []
+        for ref in values:
+            kind, _, ident = ref.rpartition("/")
+            if kind.endswith("Patient"):
+                group.append(("record", ident))
+            elif kind == "" or kind.endswith("DocumentReference"):
+                group.append(("document", ident))
+            else:
+                raise InvalidInput(
+                    f"entity={ref!r}: only DocumentReference and Patient entities are traced",
+                    expression="entity",
+                )
+        out.append(group)
     return out
 
 
@@ -69,11 +134,12 @@ def criteria_from(request: Request, default_count: int, max_count: int) -> Audit
     return AuditCriteria(
         record_ids=references(p, "patient", "Patient"),
         date=dates(p, "date"),
-        action=tokens(p, "action"),
-        subtype=tokens(p, "subtype"),
-        outcome=tokens(p, "outcome"),
-        agent_identifier=tokens(p, "agent.identifier"),
-        entity=_entities(p),
+        actions=_actions(tokens(p, "action"), tokens(p, "subtype")),
+        outcomes=_outcomes(tokens(p, "outcome")),
+        actor_ids=[
+            [i for t in values for i in _actor_ids(t)] for values in tokens(p, "agent.identifier")
+        ],
+        entities=_entities(p),
         count=count(p, default_count, max_count),
         cursor=decode_cursor(p),
     )
@@ -81,10 +147,9 @@ def criteria_from(request: Request, default_count: int, max_count: int) -> Audit
 
 async def search_audit_event(request: Request) -> Response:
     scope = await scope_of(request)
-    criteria = criteria_from(
-        request, scope.settings.page_size_default, scope.settings.page_size_max
-    )
-    page = await scope.search_audit(criteria)
+    limits = core_of(request).limits
+    criteria = criteria_from(request, limits.page_size_default, limits.page_size_max)
+    page = await scope.traces.search(criteria)
     url = f"{base_url(request)}/AuditEvent"
     params = request.query_params
     next_url = page_url(url, params, encode_cursor(*page.next_cursor)) if page.next_cursor else None

@@ -9,15 +9,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from carnet.fhir.context import FHIR_ID, base_url, scope_of, services_of
+from carnet.fhir.context import FHIR_ID, base_url, scope_of, settings_of
+from carnet.fhir.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from carnet.fhir.outcome import operation_outcome
 from carnet.fhir.wire import fhir_response, is_json_type
 
 
 async def create_binary(request: Request) -> Response:
     scope = await scope_of(request)
-    settings = services_of(request).settings
+    settings = settings_of(request)
     content_type = request.headers.get("content-type")
     if not content_type:
         raise UnsupportedMediaType("Content-Type is required: the media type of the content")
@@ -42,7 +42,7 @@ async def create_binary(request: Request) -> Response:
         raise PayloadTooLarge(
             f"content of {declared} bytes exceeds the {settings.max_upload_bytes}-byte limit"
         )
-    binary_id, size = await scope.create_binary(
+    binary_id, size = await scope.documents.upload(
         context.removeprefix("Patient/"), content_type.split(";")[0].strip(), request.stream()
     )
     location = f"{base_url(request)}/Binary/{binary_id}"

@@ -4,38 +4,48 @@ http://hl7.org/fhir/R4/consent.html): authorisations, blocks, care teams and eme
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.errors import InvalidInput
+from carnet.domain.records import PatientRef, RecordCriteria
 from carnet.fhir.bundles import page_url, searchset
-from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.consent_resource import parse_consent, render_consent, require_patient_ref
+from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.errors import InvalidInput
 from carnet.fhir.search_params import check_known, references, tokens
+from carnet.fhir.submission import subject_ref
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
 
 
-def _etag(body: dict[str, object]) -> dict[str, str]:
+def _etag(body: dict[str, Any]) -> dict[str, str]:
     meta = body.get("meta")
     version = meta.get("versionId") if isinstance(meta, dict) else None
     return {"ETag": etag(int(str(version)))} if str(version).isdigit() else {}
 
 
+async def _read_consent(request: Request) -> tuple[dict[str, Any], PatientRef]:
+    settings = settings_of(request)
+    resource = await read_resource(request, settings.max_upload_bytes, "Consent")
+    validate(resource)
+    ref = require_patient_ref(resource.get("patient"))
+    return resource, subject_ref(ref, "Consent.patient", allow_test=settings.allow_test_ins)
+
+
 async def create_consent(request: Request) -> Response:
     scope = await scope_of(request)
-    resource = await read_resource(
-        request, services_of(request).settings.max_upload_bytes, "Consent"
-    )
-    validate(resource)
-    body = await scope.create_consent(resource)
+    resource, patient = await _read_consent(request)
+    body = render_consent(await scope.consents.create(parse_consent(resource, patient)))
     location = f"{base_url(request)}/Consent/{body['id']}"
     return fhir_response(body, status=201, headers={"Location": location, **_etag(body)})
 
 
 async def read_consent(request: Request) -> Response:
     scope = await scope_of(request)
-    body = await scope.read_consent(request.path_params["id"])
+    body = render_consent(await scope.consents.read(request.path_params["id"]))
     return fhir_response(body, headers=_etag(body))
 
 
@@ -46,9 +56,7 @@ async def search_consent(request: Request) -> Response:
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     idents = [t for group in tokens(p, "patient.identifier") for t in group]
     if idents:
-        from carnet.access.records import RecordCriteria
-
-        views = await scope.search_records(
+        views = await scope.records.search(
             RecordCriteria(identifiers=[(t.system, t.code) for t in idents])
         )
         ids += [v.record.record_id for v in views]
@@ -56,7 +64,7 @@ async def search_consent(request: Request) -> Response:
         raise InvalidInput(
             "Consent search needs patient or patient.identifier", expression="patient"
         )
-    found = await scope.search_consents(ids)
+    found = [render_consent(c) for c in await scope.consents.search(ids)]
     base = base_url(request)
     return fhir_response(
         searchset(
@@ -71,22 +79,20 @@ async def search_consent(request: Request) -> Response:
 async def update_consent(request: Request) -> Response:
     scope = await scope_of(request)
     cid = request.path_params["id"]
-    resource = await read_resource(
-        request, services_of(request).settings.max_upload_bytes, "Consent"
-    )
+    resource, patient = await _read_consent(request)
     if resource.get("id") not in (None, cid):
         raise InvalidInput(
             f"the resource id {resource.get('id')!r} does not match the URL",
             expression="Consent.id",
         )
-    validate(resource)
-    body = await scope.update_consent(
-        cid, resource, parse_if_match(request.headers.get("if-match"))
+    consent = await scope.consents.update(
+        cid, parse_consent(resource, patient), parse_if_match(request.headers.get("if-match"))
     )
+    body = render_consent(consent)
     return fhir_response(body, headers=_etag(body))
 
 
 async def delete_consent(request: Request) -> Response:
     scope = await scope_of(request)
-    body = await scope.revoke_consent(request.path_params["id"])
+    body = render_consent(await scope.consents.revoke(request.path_params["id"]))
     return fhir_response(body, headers=_etag(body))

@@ -12,12 +12,27 @@ Consent, http://hl7.org/fhir/R4/consent.html). The contract, documented in docs/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from carnet.domain.actors import RPPS_SYSTEM
+from carnet.domain.clock import iso
+from carnet.domain.consents import (
+    Consent,
+    ConsentActorKind,
+    ConsentDecision,
+    ConsentInput,
+    ConsentStatus,
+    EmergencyConsentView,
+    StoredConsent,
+)
+from carnet.domain.content import Representation
 from carnet.domain.professionals import STRUCTURE_SYSTEM, check_idnatps, check_structure
-from carnet.errors import InvalidInput, UnprocessableEntity
+from carnet.domain.records import EmergencyPurpose, PatientRef
+from carnet.fhir.errors import InvalidInput, UnprocessableEntity
+
+FHIR_JSON = "application/fhir+json"
 
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 CARNET_PURPOSE = "https://carnet.health/fhir/CodeSystem/dmp-emergency-purpose"
@@ -32,18 +47,7 @@ CATEGORY = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentInput:
-    decision: str  # permit | deny
-    status: str  # active | inactive
-    purpose: str | None  # ETREAT | BTG | MASKED for an emergency consent
-    actor_kind: str | None  # professional | structure
-    actor_system: str | None
-    actor_value: str | None
-    patient: Any  # the Reference to the patient
-
-
-def parse_consent(resource: dict[str, Any]) -> ConsentInput:
+def parse_consent(resource: dict[str, Any], patient: PatientRef) -> ConsentInput:
     status = resource.get("status")
     if status not in ("active", "inactive"):
         raise UnprocessableEntity(
@@ -78,7 +82,13 @@ def parse_consent(resource: dict[str, Any]) -> ConsentInput:
             raise UnprocessableEntity(
                 "an emergency consent names no actor", expression="Consent.provision.actor"
             )
-        return ConsentInput(decision, status, purpose, None, None, None, resource.get("patient"))
+        return ConsentInput(
+            patient,
+            ConsentDecision(decision),
+            ConsentStatus(status),
+            purpose=EmergencyPurpose(purpose),
+            source=Representation(FHIR_JSON, orjson.dumps(resource)),
+        )
     if len(actors) != 1 or not isinstance(actors[0], dict):
         raise UnprocessableEntity(
             "an authorisation or a block names exactly one professional (or care team) in "
@@ -111,33 +121,15 @@ def parse_consent(resource: dict[str, Any]) -> ConsentInput:
             f"structure ({STRUCTURE_SYSTEM})",
             expression=where,
         )
-    return ConsentInput(decision, status, None, kind, system, value, resource.get("patient"))
-
-
-def render_consent(
-    resource: dict[str, Any],
-    *,
-    consent_id: str,
-    record_id: str,
-    version_id: int,
-    last_updated: str,
-    status: str,
-    recorded_by: str,
-) -> dict[str, Any]:
-    out = dict(resource)
-    out["id"] = consent_id
-    out["meta"] = {
-        **(out.get("meta") or {}),
-        "versionId": str(version_id),
-        "lastUpdated": last_updated,
-    }
-    out["status"] = status
-    out.setdefault("scope", SCOPE)
-    out.setdefault("category", CATEGORY)
-    out["patient"] = {"reference": f"Patient/{record_id}"}
-    out.setdefault("dateTime", last_updated)
-    out["performer"] = [{"identifier": _actor_identifier(recorded_by)}]
-    return out
+    return ConsentInput(
+        patient,
+        ConsentDecision(decision),
+        ConsentStatus(status),
+        actor_kind=ConsentActorKind(kind),
+        actor_system=system,
+        actor_value=value,
+        source=Representation(FHIR_JSON, orjson.dumps(resource)),
+    )
 
 
 def _actor_identifier(actor_id: str) -> dict[str, str]:
@@ -149,30 +141,63 @@ def _actor_identifier(actor_id: str) -> dict[str, str]:
     return {"value": actor_id}
 
 
-def emergency_consent(
-    record_id: str, purpose: str, allowed: bool, last_updated: str, version_id: int
-) -> dict[str, Any]:
+def render_consent(consent: Consent) -> dict[str, Any]:
+    """The Consent served: an authorisation or a block (the client's own resource with carnet's
+    fields set), or one of the record's emergency consents."""
+    if isinstance(consent, EmergencyConsentView):
+        return _emergency(consent)
+    return _stored(consent)
+
+
+def _stored(c: StoredConsent) -> dict[str, Any]:
+    if c.source is not None and c.source.media_type == FHIR_JSON:
+        out: dict[str, Any] = orjson.loads(c.source.data)
+    else:
+        system = c.actor_system or RPPS_SYSTEM
+        out = {
+            "resourceType": "Consent",
+            "provision": {
+                "type": c.decision.value,
+                "actor": [
+                    {"reference": {"identifier": {"system": system, "value": c.actor_value}}}
+                ],
+            },
+        }
+    last_updated = iso(c.last_updated)
+    out["id"] = c.consent_id
+    out["meta"] = {
+        **(out.get("meta") or {}),
+        "versionId": str(c.version_id),
+        "lastUpdated": last_updated,
+    }
+    out["status"] = c.status.value
+    out.setdefault("scope", SCOPE)
+    out.setdefault("category", CATEGORY)
+    out["patient"] = {"reference": f"Patient/{c.record_id}"}
+    out.setdefault("dateTime", iso(c.created_at))
+    out["performer"] = [{"identifier": _actor_identifier(c.recorded_by)}]
+    return out
+
+
+def _emergency(v: EmergencyConsentView) -> dict[str, Any]:
     """The emergency consents live on the record; they are shown as Consents."""
+    purpose = v.purpose.value
     system = CARNET_PURPOSE if purpose == "MASKED" else ACT_REASON
+    last_updated = iso(v.last_updated)
     return {
         "resourceType": "Consent",
-        "id": f"{record_id}-{purpose.lower()}",
-        "meta": {"versionId": str(version_id), "lastUpdated": last_updated},
+        "id": v.consent_id,
+        "meta": {"versionId": str(v.version_id), "lastUpdated": last_updated},
         "status": "active",
         "scope": SCOPE,
         "category": CATEGORY,
-        "patient": {"reference": f"Patient/{record_id}"},
+        "patient": {"reference": f"Patient/{v.record_id}"},
         "dateTime": last_updated,
         "provision": {
-            "type": "permit" if allowed else "deny",
+            "type": "permit" if v.allowed else "deny",
             "purpose": [{"system": system, "code": purpose}],
         },
     }
-
-
-def purpose_of_id(consent_id: str) -> str | None:
-    suffix = consent_id.rsplit("-", 1)[-1].upper()
-    return suffix if suffix in PURPOSES and "-" in consent_id else None
 
 
 def require_patient_ref(ref: object) -> Any:

@@ -1,4 +1,4 @@
-"""Per-request context for FHIR handlers: the verified actor and its access scope."""
+"""Per-request context for FHIR handlers: the verified actor and its scope of the core."""
 
 from __future__ import annotations
 
@@ -6,23 +6,28 @@ import re
 
 from starlette.requests import Request
 
-from carnet.access.base import NOT_FOUND
-from carnet.access.scoped import Scope
+from carnet.access.core import Core
+from carnet.access.scope import Scope
 from carnet.domain.actors import Actor
-from carnet.errors import NotAuthenticated, NotFound
+from carnet.fhir.errors import NotAuthenticated, NotFound
 from carnet.fhir.wire import check_accept
-from carnet.services import Services
+from carnet.settings import Settings
 
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+NOT_FOUND = "no such resource, or no access to it"
 
 
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def core_of(request: Request) -> Core:
+    core: Core = request.app.state.core
+    return core
+
+
+def settings_of(request: Request) -> Settings:
+    return core_of(request).settings
 
 
 def base_url(request: Request) -> str:
-    configured = services_of(request).settings.base_url
+    configured = settings_of(request).base_url
     if configured:
         return configured.rstrip("/") + "/fhir"
     return str(request.base_url).rstrip("/") + "/fhir"
@@ -53,4 +58,4 @@ async def scope_of(request: Request) -> Scope:
     if ident is not None and not FHIR_ID.match(ident):
         # no resource has such an id (FHIR R4 "id" datatype): answered like any missing one
         raise NotFound(NOT_FOUND)
-    return Scope(services_of(request), actor, base_url(request))
+    return core_of(request).scope(actor)

@@ -1,6 +1,6 @@
 """GET /fhir/DocumentReference/{id}[/_history[/{vid}]] (FHIR R4 read, vread, history;
-http://hl7.org/fhir/R4/http.html#read). A deleted document answers 410 to whoever could read the
-record, 404 to anyone else."""
+http://hl7.org/fhir/R4/http.html#read). A deleted document answers 410 to whoever could read it
+before, 404 to anyone else."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.responses import Response
 from carnet.domain.clock import iso
 from carnet.fhir.bundles import history
 from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.patient_read import _version
 from carnet.fhir.wire import etag, fhir_response
 
@@ -17,11 +18,11 @@ from carnet.fhir.wire import etag, fhir_response
 async def read_docref(request: Request) -> Response:
     scope = await scope_of(request)
     vid = request.path_params.get("vid")
-    doc = await scope.read_document(
+    doc = await scope.documents.read(
         request.path_params["id"], _version(vid) if vid is not None else None
     )
     return fhir_response(
-        doc.resource,
+        render_docref(doc, base_url(request)),
         headers={"ETag": etag(doc.version_id), "Last-Modified": iso(doc.last_updated)},
     )
 
@@ -29,15 +30,15 @@ async def read_docref(request: Request) -> Response:
 async def docref_history(request: Request) -> Response:
     scope = await scope_of(request)
     did = request.path_params["id"]
-    versions = await scope.document_history(did)
+    versions = await scope.documents.history(did)
     base = base_url(request)
     entries = [
         (
-            f"{base}/DocumentReference/{did}/_history/{v}",
-            body,
-            iso(updated),
-            "POST" if v == 1 else "PUT",
+            f"{base}/DocumentReference/{did}/_history/{doc.version_id}",
+            render_docref(doc, base),
+            iso(doc.last_updated),
+            "POST" if doc.version_id == 1 else "PUT",
         )
-        for v, updated, body in versions
+        for doc in versions
     ]
     return fhir_response(history(f"{base}/DocumentReference/{did}/_history", entries))

@@ -1,6 +1,13 @@
 """DocumentReference ↔ document entry: IHE MHD "Comprehensive DocumentReference" and the ANS
 PDSm profile (https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition-pdsm-comprehensive-document-reference.html),
 mapping to the XDS metadata of dmp.md §6 as in IHE MHD Table 4.5.1.1-1.
+
+- :func:`entry_from_docref`: a client's DocumentReference → the core's document entry;
+- :func:`render_docref`: a stored document → the DocumentReference served: the client's own
+  resource as it was sent (kept by the core as an opaque representation) with carnet's fields
+  set from the document's current state (id, version, status, labels, archive flag, subject,
+  content address), and what the entry knows that the resource lacks (metadata the core read
+  from a CDA header, or a document that came through another interface) filled in.
 """
 
 from __future__ import annotations
@@ -10,10 +17,22 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from carnet.domain.actors import RPPS_SYSTEM
-from carnet.domain.clock import to_utc_naive
-from carnet.domain.documents import VISIBILITY_CODES, DocumentEntry
-from carnet.errors import InvalidInput, UnprocessableEntity
+import orjson
+
+from carnet.domain.clock import iso, to_utc_naive
+from carnet.domain.content import Representation
+from carnet.domain.documents import (
+    VISIBILITY_CODES,
+    VISIBILITY_SYSTEM,
+    Author,
+    DocumentEntry,
+    StoredDocument,
+)
+from carnet.fhir import extensions as X
+from carnet.fhir.errors import InvalidInput, UnprocessableEntity
+
+FHIR_JSON = "application/fhir+json"
+ARCHIVED = f"{X.CARNET}/dmp-archived"
 
 
 def parse_datetime(value: object, where: str) -> datetime | None:
@@ -60,28 +79,43 @@ def contained_map(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def identifiers_of(ref: object, contained: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
     """Identifiers (system, value) of a Reference: logical identifier, or a contained resource."""
-    out: list[tuple[str, str]] = []
+    return [(a.system, a.value) for a in _people(ref, contained)]
+
+
+def _people(ref: object, contained: dict[str, dict[str, Any]]) -> list[Author]:
+    """The persons a Reference names (logical identifier, or a contained resource), with their
+    names when a contained resource gives them."""
+    out: list[Author] = []
     if not isinstance(ref, dict):
         return out
     ident = ref.get("identifier")
     if isinstance(ident, dict) and ident.get("value"):
-        out.append((str(ident.get("system") or ""), str(ident["value"])))
+        out.append(Author(str(ident.get("system") or ""), str(ident["value"])))
     target = contained.get(str(ref.get("reference") or ""))
     if target is not None:
         if target.get("resourceType") == "PractitionerRole":
-            prac = target.get("practitioner")
-            out += identifiers_of(prac, contained)
+            out += _people(target.get("practitioner"), contained)
+        family, given = _name(target)
         for i in target.get("identifier") or []:
             if isinstance(i, dict) and i.get("value"):
-                out.append((str(i.get("system") or ""), str(i["value"])))
+                out.append(Author(str(i.get("system") or ""), str(i["value"]), family, given))
     return out
 
 
+def _name(resource: dict[str, Any]) -> tuple[str | None, str | None]:
+    names = resource.get("name")
+    if not isinstance(names, list) or not names or not isinstance(names[0], dict):
+        return None, None
+    family = names[0].get("family")
+    given = names[0].get("given")
+    return (
+        str(family) if isinstance(family, str) else None,
+        " ".join(str(g) for g in given) if isinstance(given, list) else None,
+    )
+
+
 def author_rpps(entry: DocumentEntry) -> str | None:
-    for system, value in entry.author_ids:
-        if system == RPPS_SYSTEM:
-            return value
-    return None
+    return entry.author_rpps()
 
 
 def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
@@ -98,6 +132,7 @@ def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
     if tc:
         e.type_code = str(tc["code"])
         e.type_system = str(tc.get("system") or "")
+        e.type_display = str(tc["display"]) if tc.get("display") else None
     for label in resource.get("securityLabel") or []:
         code = code_of(label)
         if code:
@@ -147,21 +182,28 @@ def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
     fmt = content.get("format")  # a Coding in R4
     if isinstance(fmt, dict) and fmt.get("code"):
         e.format_code = str(fmt["code"])
+        e.format_system = str(fmt["system"]) if fmt.get("system") else None
     ctx = resource.get("context") if isinstance(resource.get("context"), dict) else {}
     assert isinstance(ctx, dict)
     period = ctx.get("period") if isinstance(ctx.get("period"), dict) else {}
     assert isinstance(period, dict)
     e.service_start = parse_datetime(period.get("start"), "DocumentReference.context.period.start")
     e.service_stop = parse_datetime(period.get("end"), "DocumentReference.context.period.end")
-    e.facility_code = code_of(ctx.get("facilityType"))
-    e.setting_code = code_of(ctx.get("practiceSetting"))
+    facility = first_coding(ctx.get("facilityType"))
+    if facility:
+        e.facility_code = str(facility["code"])
+        e.facility_system = str(facility["system"]) if facility.get("system") else None
+    setting = first_coding(ctx.get("practiceSetting"))
+    if setting:
+        e.setting_code = str(setting["code"])
+        e.setting_system = str(setting["system"]) if setting.get("system") else None
     spi = identifiers_of(ctx.get("sourcePatientInfo"), contained)
     if spi:
         e.source_patient_id = f"{spi[0][0]}|{spi[0][1]}"
     for author in resource.get("author") or []:
-        ids = identifiers_of(author, contained)
-        e.author_ids += ids
-        if not ids and isinstance(author, dict) and author.get("reference"):
+        people = _people(author, contained)
+        e.authors += people
+        if not people and isinstance(author, dict) and author.get("reference"):
             e.author_has_role = True
     la = identifiers_of(resource.get("authenticator"), contained)
     if la:
@@ -181,3 +223,166 @@ def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
 
 def visibility_labels(codes: list[str]) -> list[str]:
     return [c for c in codes if c in VISIBILITY_CODES]
+
+
+def archived_of(resource: dict[str, Any]) -> bool:
+    ext = X.find_extension(resource.get("extension"), ARCHIVED)
+    return ext is not None and ext.get("valueBoolean") is True
+
+
+def other_extensions(resource: dict[str, Any]) -> list[Any]:
+    return [
+        e
+        for e in resource.get("extension") or []
+        if not (isinstance(e, dict) and e.get("url") == ARCHIVED)
+    ]
+
+
+def source_of(resource: dict[str, Any]) -> Representation:
+    """The client's resource, kept by the core as it was sent (minus inline content)."""
+    kept = dict(resource)
+    contents = kept.get("content")
+    if isinstance(contents, list) and contents and isinstance(contents[0], dict):
+        att = contents[0].get("attachment")
+        if isinstance(att, dict) and "data" in att:
+            first = dict(contents[0])
+            first["attachment"] = {k: v for k, v in att.items() if k != "data"}
+            kept["content"] = [first, *contents[1:]]
+    return Representation(FHIR_JSON, orjson.dumps(kept))
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+
+def _coding(system: str | None, code: str, display: str | None = None) -> dict[str, str]:
+    out = {"system": system, "code": code} if system else {"code": code}
+    if display:
+        out["display"] = display
+    return out
+
+
+def _label(code: str) -> dict[str, Any]:
+    system = VISIBILITY_SYSTEM if code in VISIBILITY_CODES else X.CONFIDENTIALITY_SYSTEM
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def _fill(out: dict[str, Any], entry: DocumentEntry) -> None:
+    """What the entry knows and the resource lacks (metadata read from a CDA header by the
+    core, or a document that came through another interface)."""
+    if not out.get("masterIdentifier") and entry.unique_id:
+        out["masterIdentifier"] = {"value": entry.unique_id}
+    if not out.get("type") and entry.type_code:
+        out["type"] = {"coding": [_coding(entry.type_system, entry.type_code, entry.type_display)]}
+    if not out.get("category") and entry.class_code:
+        out["category"] = [{"coding": [{"system": X.CLASS_SYSTEM, "code": entry.class_code}]}]
+    if not out.get("date") and entry.date:
+        out["date"] = iso(entry.date)
+    contents = out.get("content")
+    if not isinstance(contents, list) or not contents or not isinstance(contents[0], dict):
+        contents = [{}]
+    first = dict(contents[0])
+    att = dict(first.get("attachment") or {})
+    for key, value in (
+        ("contentType", entry.content_type),
+        ("language", entry.language),
+        ("title", entry.title),
+        ("creation", iso(entry.creation_time) if entry.creation_time else None),
+    ):
+        if not att.get(key) and value:
+            att[key] = value
+    first["attachment"] = att
+    if not first.get("format") and entry.format_code:
+        first["format"] = _coding(entry.format_system, entry.format_code)
+    out["content"] = [first, *contents[1:]]
+    ctx = dict(out.get("context") or {})
+    if not ctx.get("period") and entry.service_start:
+        period = {"start": iso(entry.service_start)}
+        if entry.service_stop:
+            period["end"] = iso(entry.service_stop)
+        ctx["period"] = period
+    if not ctx.get("facilityType") and entry.facility_code:
+        ctx["facilityType"] = {"coding": [_coding(entry.facility_system, entry.facility_code)]}
+    if not ctx.get("practiceSetting") and entry.setting_code:
+        ctx["practiceSetting"] = {"coding": [_coding(entry.setting_system, entry.setting_code)]}
+    contained = list(out.get("contained") or [])
+    if not ctx.get("sourcePatientInfo") and entry.source_patient_id:
+        system, _, value = entry.source_patient_id.partition("|")
+        contained.append(
+            {
+                "resourceType": "Patient",
+                "id": "source-patient",
+                "identifier": [{"system": system, "value": value} if value else {"value": system}],
+            }
+        )
+        ctx["sourcePatientInfo"] = {"reference": "#source-patient"}
+    if ctx:
+        out["context"] = ctx
+    if not out.get("author") and entry.authors:
+        refs = []
+        for n, a in enumerate(entry.authors):
+            practitioner: dict[str, Any] = {
+                "resourceType": "Practitioner",
+                "id": f"author-{n}",
+                "identifier": [{"system": a.system, "value": a.value}],
+            }
+            if a.family:
+                practitioner["name"] = [
+                    {"family": a.family, "given": a.given.split() if a.given else []}
+                ]
+            contained.append(practitioner)
+            refs.append({"reference": f"#author-{n}"})
+        out["author"] = refs
+    if contained:
+        out["contained"] = contained
+
+
+def render_docref(doc: StoredDocument, base: str) -> bytes:
+    """The DocumentReference of a stored document, as served (``base``: the FHIR base URL)."""
+    if doc.source is not None and doc.source.media_type == FHIR_JSON:
+        out: dict[str, Any] = orjson.loads(doc.source.data)
+    else:
+        out = {"resourceType": "DocumentReference"}
+    if doc.entry is not None:
+        _fill(out, doc.entry)
+    out["id"] = doc.doc_id
+    meta = dict(out.get("meta") or {})
+    meta["versionId"] = str(doc.version_id)
+    meta["lastUpdated"] = iso(doc.last_updated)
+    out["meta"] = meta
+    out["status"] = doc.status.value
+    kept = [label for label in out.get("securityLabel") or [] if code_of(label) in doc.labels]
+    have = {code_of(label) for label in kept}
+    kept += [_label(code) for code in sorted(doc.labels - have)]
+    if kept:
+        out["securityLabel"] = kept
+    else:
+        out.pop("securityLabel", None)
+    exts = other_extensions(out)
+    if doc.archived:
+        exts.append({"url": ARCHIVED, "valueBoolean": True})
+    if exts:
+        out["extension"] = exts
+    else:
+        out.pop("extension", None)
+    out["subject"] = {"reference": f"Patient/{doc.record_id}"}
+    contents = [dict(c) for c in out.get("content") or [{}]]
+    att = dict(contents[0].get("attachment") or {})
+    att.pop("data", None)
+    att["url"] = f"{base}/Binary/{doc.binary_id}"
+    att["size"] = doc.size
+    if doc.entry is not None and doc.entry.hash_sha1 is not None:
+        att["hash"] = base64.b64encode(doc.entry.hash_sha1).decode()
+    att.setdefault("contentType", doc.content_type)
+    contents[0]["attachment"] = att
+    out["content"] = contents
+    if doc.replaces_id:
+        relates = [
+            r
+            for r in out.get("relatesTo") or []
+            if not (isinstance(r, dict) and r.get("code") == "replaces")
+        ]
+        relates.append(
+            {"code": "replaces", "target": {"reference": f"DocumentReference/{doc.replaces_id}"}}
+        )
+        out["relatesTo"] = relates
+    return orjson.dumps(out)

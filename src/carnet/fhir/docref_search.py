@@ -11,10 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.domain.search import DocumentCriteria
-from carnet.errors import InvalidInput
 from carnet.fhir.bundles import page_url, searchset
 from carnet.fhir.capability import DOCREF_SEARCH
-from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.context import base_url, core_of, scope_of
+from carnet.fhir.docref_resource import render_docref
+from carnet.fhir.errors import InvalidInput
+from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.search_params import (
     check_known,
     count,
@@ -75,10 +77,9 @@ def _archived_param(value: str | None) -> bool | None:
 
 async def search_docref(request: Request) -> Response:
     scope = await scope_of(request)
-    criteria = criteria_from(
-        request, scope.settings.page_size_default, scope.settings.page_size_max
-    )
-    page = await scope.search_documents(criteria)
+    limits = core_of(request).limits
+    criteria = criteria_from(request, limits.page_size_default, limits.page_size_max)
+    page = await scope.documents.search(criteria)
     base = base_url(request)
     url = f"{base}/DocumentReference"
     params = request.query_params
@@ -87,8 +88,8 @@ async def search_docref(request: Request) -> Response:
         searchset(
             self_url=page_url(url, params, params.get("_cursor")),
             next_url=next_url,
-            total=page.total,
-            matches=[(f"{url}/{d.doc_id}", d.resource) for d in page.items],
-            includes=[(f"{base}/Patient/{r.record_id}", r.resource) for r in page.included],
+            total=page.total if page.total is not None else len(page.items),
+            matches=[(f"{url}/{d.doc_id}", render_docref(d, base)) for d in page.items],
+            includes=[(f"{base}/Patient/{r.record_id}", render_patient(r)) for r in page.included],
         )
     )

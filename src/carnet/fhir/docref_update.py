@@ -1,23 +1,72 @@
 """PUT /fhir/DocumentReference/{id}: metadata update of a stored document (DMP TD3.3: status,
-visibility labels; FHIR R4 update with If-Match). Only status and securityLabel may change; the
-author alone may change them. Anything else is a replacement (ITI-65 with relatesTo)."""
+visibility labels, archiving; FHIR R4 update with If-Match). Only ``status``, ``securityLabel``
+and carnet's ``dmp-archived`` extension may change: the core decides who may change each (the
+author the status, archive flag and INVISIBLE_* labels, the patient MASQUE_PS); anything else is
+a replacement (ITI-65 with relatesTo)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.errors import InvalidInput
-from carnet.fhir.context import scope_of, services_of
+from carnet.domain.documents import DocumentChange, DocumentStatus, StoredDocument
+from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.docref_resource import (
+    archived_of,
+    entry_from_docref,
+    other_extensions,
+    render_docref,
+)
+from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
+
+CHANGEABLE = ("meta", "status", "securityLabel", "id", "text", "extension")
+
+
+def change_from(resource: dict[str, Any], base: str) -> Any:
+    """The change a PUT asks for, given the document as stored (what else differs is refused)."""
+
+    def change_of(doc: StoredDocument) -> DocumentChange:
+        stored = orjson.loads(render_docref(doc, base))
+        changed = {
+            k
+            for k in set(stored) | set(resource)
+            if k not in CHANGEABLE and stored.get(k) != resource.get(k)
+        }
+        if other_extensions(stored) != other_extensions(resource):
+            changed.add("extension")
+        if changed:
+            raise UnprocessableEntity(
+                "only status, securityLabel and the dmp-archived extension change on a stored "
+                f"document; to change {', '.join(sorted(changed))}, replace it (ITI-65 with "
+                "relatesTo)",
+                expression=f"DocumentReference.{sorted(changed)[0]}",
+            )
+        status = resource.get("status")
+        if status not in tuple(s.value for s in DocumentStatus):
+            raise InvalidInput(
+                "status must be current, superseded or entered-in-error",
+                expression="DocumentReference.status",
+            )
+        labels = entry_from_docref({**resource, "content": stored.get("content")}).confidentiality
+        return DocumentChange(
+            status=DocumentStatus(status),
+            archived=archived_of(resource),
+            labels=frozenset(labels),
+        )
+
+    return change_of
 
 
 async def update_docref(request: Request) -> Response:
     scope = await scope_of(request)
     did = request.path_params["id"]
     resource = await read_resource(
-        request, services_of(request).settings.max_upload_bytes, "DocumentReference"
+        request, settings_of(request).max_upload_bytes, "DocumentReference"
     )
     if resource.get("id") not in (None, did):
         raise InvalidInput(
@@ -25,7 +74,8 @@ async def update_docref(request: Request) -> Response:
             expression="DocumentReference.id",
         )
     validate(resource)
-    doc = await scope.update_document(
-        did, resource, parse_if_match(request.headers.get("if-match"))
+    base = base_url(request)
+    doc = await scope.documents.update(
+        did, change_from(resource, base), parse_if_match(request.headers.get("if-match"))
     )
-    return fhir_response(doc.resource, headers={"ETag": etag(doc.version_id)})
+    return fhir_response(render_docref(doc, base), headers={"ETag": etag(doc.version_id)})

@@ -15,11 +15,12 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.access.publish_model import NewDocument, Submission
+from carnet.domain.content import ContentSource, InlineContent, UploadedContent
+from carnet.domain.documents import NewDocument, Submission
 from carnet.domain.search import DocumentCriteria, Token
-from carnet.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
-from carnet.fhir.context import base_url, scope_of, services_of
-from carnet.fhir.docref_resource import entry_from_docref
+from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.docref_resource import entry_from_docref, render_docref, source_of
+from carnet.fhir.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
 from carnet.fhir.submission import decode_data, implicit_submission_set, subject_ref
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, read_resource
@@ -27,7 +28,8 @@ from carnet.fhir.wire import etag, fhir_response, read_resource
 
 async def simplified_publish(request: Request) -> Response:
     scope = await scope_of(request)
-    settings = services_of(request).settings
+    settings = settings_of(request)
+    base = base_url(request)
     resource = await read_resource(request, settings.max_upload_bytes, "DocumentReference")
     validate(resource)
     condition = request.headers.get("if-none-exist")
@@ -39,49 +41,49 @@ async def simplified_publish(request: Request) -> Response:
                 expression="If-None-Exist",
             )
         system, _, value = pairs[0][1].rpartition("|")
-        page = await scope.search_documents(
+        page = await scope.documents.search(
             DocumentCriteria(identifier=[[Token(system or None, value)]], count=2)
         )
         if len(page.items) > 1:
             raise PreconditionFailed("If-None-Exist matches more than one document")
         if page.items:
             doc = page.items[0]
-            return fhir_response(doc.resource, headers={"ETag": etag(doc.version_id)})
+            return fhir_response(render_docref(doc, base), headers={"ETag": etag(doc.version_id)})
     subject = subject_ref(
         resource.get("subject"), "DocumentReference.subject", allow_test=settings.allow_test_ins
     )
     entry = entry_from_docref(resource)
-    if subject.ins_value:
-        entry.patient_system = f"urn:oid:{subject.ins_system}"
-        entry.patient_value = subject.ins_value
+    if subject.ins is not None:
+        entry.patient_system = subject.ins.system
+        entry.patient_value = subject.ins.value
     else:
         entry.patient_value = subject.record_id
     att = ((resource.get("content") or [{}])[0] or {}).get("attachment") or {}
-    new = NewDocument(key="DocumentReference", resource=resource, entry=entry)
+    content: ContentSource
     if att.get("data") is not None:
-        new.data = decode_data(att["data"], "DocumentReference.content[0].attachment.data")
+        content = InlineContent(
+            decode_data(att["data"], "DocumentReference.content[0].attachment.data")
+        )
     elif isinstance(att.get("url"), str) and "Binary/" in att["url"]:
-        new.binary_id = att["url"].rsplit("Binary/", 1)[1].split("/", 1)[0]
+        content = UploadedContent(att["url"].rsplit("Binary/", 1)[1].split("/", 1)[0])
     else:
         raise UnprocessableEntity(
             "ITI-105 carries the content in content[0].attachment.data (or names an uploaded "
             "Binary in attachment.url)",
             expression="DocumentReference.content[0].attachment",
         )
-    result = await scope.publish(
+    result = await scope.documents.publish(
         Submission(
-            subject=subject,
-            documents=[new],
+            patient=subject,
+            documents=[NewDocument("DocumentReference", entry, content, source_of(resource))],
             submission_set=implicit_submission_set(scope.actor.id, scope.actor.structure),
         )
     )
     published = result.documents[0]
-    stored = await scope.read_document(published.doc_id)
-    location = (
-        f"{base_url(request)}/DocumentReference/{published.doc_id}/_history/{published.version_id}"
-    )
+    stored = await scope.documents.read(published.doc_id)
+    location = f"{base}/DocumentReference/{published.doc_id}/_history/{published.version_id}"
     return fhir_response(
-        stored.resource,
+        render_docref(stored, base),
         status=201 if published.created else 200,
         headers={"Location": location, "ETag": etag(published.version_id)},
     )

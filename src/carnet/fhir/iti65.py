@@ -11,20 +11,32 @@ PDSm replacement example carries) is accepted as redundant, any other PATCH is r
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.access.publish_model import NewDocument, PublishResult, SubjectRef, Submission
 from carnet.domain.clock import iso
-from carnet.errors import InvalidInput, UnprocessableEntity
-from carnet.fhir.context import base_url, scope_of, services_of
-from carnet.fhir.docref_resource import entry_from_docref
+from carnet.domain.content import ContentSource, InlineContent, UploadedContent
+from carnet.domain.documents import NewDocument, Published, Submission
+from carnet.domain.errors import CoreError
+from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.docref_resource import entry_from_docref, source_of
+from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
 from carnet.fhir.submission import decode_data, subject_ref, submission_set_from_list
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, read_resource
+
+
+@dataclass(slots=True)
+class ParsedBundle:
+    """An ITI-65 bundle read into the core's submission, with where each document was."""
+
+    submission: Submission
+    where: dict[str, str] = field(default_factory=dict)  # documents[i] → Bundle.entry[n].resource
+    binaries: dict[str, str] = field(default_factory=dict)  # document key → its Binary's fullUrl
 
 
 def _patch_target(entry: dict[str, Any], index: int) -> str:
@@ -53,7 +65,7 @@ def _patch_target(entry: dict[str, Any], index: int) -> str:
     return url.split("/", 1)[1].split("/", 1)[0]
 
 
-def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str) -> Submission:
+def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str) -> ParsedBundle:
     if bundle.get("type") != "transaction":
         raise InvalidInput(
             f"ITI-65 needs a Bundle of type transaction, not {bundle.get('type')!r}",
@@ -118,6 +130,7 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
     }
     documents: list[NewDocument] = []
     used_binaries: set[str] = set()
+    parsed = ParsedBundle(Submission(subject, documents, submission_set))
     for index, resource, key in docrefs:
         where = f"Bundle.entry[{index}].resource"
         doc_subject = subject_ref(
@@ -134,30 +147,33 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
                 expression="List.entry",
             )
         entry = entry_from_docref(resource)
-        if subject.ins_value:
-            entry.patient_system = f"urn:oid:{subject.ins_system}"
-            entry.patient_value = subject.ins_value
+        if subject.ins is not None:
+            entry.patient_system = subject.ins.system
+            entry.patient_value = subject.ins.value
         else:
             entry.patient_value = subject.record_id
-        doc = NewDocument(key=key, resource=resource, entry=entry)
         att = ((resource.get("content") or [{}])[0] or {}).get("attachment") or {}
         url = att.get("url")
+        content: ContentSource
         if isinstance(url, str) and url in binaries:
             b_index, binary = binaries[url]
-            doc.data = decode_data(binary.get("data"), f"Bundle.entry[{b_index}].resource.data")
-            doc.data_content_type = binary.get("contentType")
-            doc.binary_key = url
+            data = decode_data(binary.get("data"), f"Bundle.entry[{b_index}].resource.data")
+            content = InlineContent(data, binary.get("contentType"))
+            parsed.binaries[key] = url
             used_binaries.add(url)
         elif att.get("data") is not None:
-            doc.data = decode_data(att.get("data"), f"{where}.content[0].attachment.data")
+            content = InlineContent(
+                decode_data(att.get("data"), f"{where}.content[0].attachment.data")
+            )
         elif isinstance(url, str) and "Binary/" in url:
-            doc.binary_id = url.rsplit("Binary/", 1)[1].split("/", 1)[0]
+            content = UploadedContent(url.rsplit("Binary/", 1)[1].split("/", 1)[0])
         else:
             raise UnprocessableEntity(
                 f"{where}.content[0].attachment.url {url!r} names no Binary of this bundle",
                 expression=f"{where}.content[0].attachment.url",
             )
-        documents.append(doc)
+        parsed.where[f"documents[{len(documents)}]"] = where
+        documents.append(NewDocument(key, entry, content, source_of(resource)))
     unused = set(binaries) - used_binaries
     if unused:
         raise UnprocessableEntity(
@@ -172,16 +188,14 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
             "that replaces it (relatesTo.code = replaces)",
             expression="Bundle.entry.request",
         )
-    return Submission(
-        subject=subject,
-        documents=documents,
-        submission_set=submission_set,
-        superseded_by_patch=patches,
-    )
+    return parsed
 
 
-def transaction_response(bundle: dict[str, Any], result: PublishResult, base: str) -> bytes:
+def transaction_response(
+    bundle: dict[str, Any], parsed: ParsedBundle, result: Published, base: str
+) -> bytes:
     by_key = {d.key: d for d in result.documents}
+    by_binary = {url: by_key[key] for key, url in parsed.binaries.items()}
     replaced = dict(result.replaced)
     out = []
     for index, entry in enumerate(bundle["entry"]):
@@ -212,7 +226,7 @@ def transaction_response(bundle: dict[str, Any], result: PublishResult, base: st
                 "lastModified": iso(d.last_updated),
             }
         else:
-            d = next(d for d in result.documents if d.binary_key == key)
+            d = by_binary[key]
             response = {
                 "status": "201 Created" if d.created else "200 OK",
                 "location": f"{base}/Binary/{d.binary_id}",
@@ -223,13 +237,13 @@ def transaction_response(bundle: dict[str, Any], result: PublishResult, base: st
 
 async def provide_document_bundle(request: Request) -> Response:
     scope = await scope_of(request)
-    settings = services_of(request).settings
+    settings = settings_of(request)
     bundle = await read_resource(request, settings.max_upload_bytes, "Bundle")
     validate(bundle)
-    submission = build_submission(
-        bundle, allow_test=settings.allow_test_ins, actor_id=scope.actor.id
-    )
-    if submission.subject == SubjectRef():
-        raise UnprocessableEntity("no patient", expression="List.subject")
-    result = await scope.publish(submission)
-    return fhir_response(transaction_response(bundle, result, base_url(request)))
+    parsed = build_submission(bundle, allow_test=settings.allow_test_ins, actor_id=scope.actor.id)
+    try:
+        result = await scope.documents.publish(parsed.submission)
+    except CoreError as exc:
+        where = parsed.where if len(parsed.where) > 1 else {}
+        raise from_core(exc, where) from None
+    return fhir_response(transaction_response(bundle, parsed, result, base_url(request)))

@@ -5,33 +5,17 @@ A client asking for FHIR JSON gets a Binary resource instead (FHIR R4 Binary rea
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
-from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from carnet.access.documents import ContentHandle
-from carnet.fhir.context import scope_of, services_of
+from carnet.fhir.context import scope_of
 from carnet.fhir.outcome import outcome_response
 from carnet.fhir.wire import fhir_response
-from carnet.services import Services
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _stream(services: Services, h: ContentHandle, start: int, end: int) -> AsyncIterator[bytes]:
-    async def gen() -> AsyncIterator[bytes]:
-        reader = services.content.read(h.record_id, h.blob_id, h.key, h.size, start, end)
-        while True:
-            chunk = await asyncio.to_thread(next, reader, None)
-            if chunk is None:
-                return
-            yield chunk
-
-    return gen()
 
 
 def _none_match(header: str | None, tag: str) -> bool:
@@ -45,17 +29,17 @@ def _none_match(header: str | None, tag: str) -> bool:
 
 async def retrieve(request: Request) -> Response:
     scope = await scope_of(request)
-    services = services_of(request)
-    handle = await scope.open_content(request.path_params["id"])
-    tag = f'"{handle.sha256}"'
+    content = await scope.documents.content(request.path_params["id"])
+    size = content.size
+    tag = f'"{content.info.etag}"'
     accept = request.headers.get("accept", "")
     if "application/fhir+json" in accept or request.query_params.get("_format") == "json":
-        data = services.content.read_all(handle.record_id, handle.blob_id, handle.key, handle.size)
+        data = await content.read_all()
         return fhir_response(
             {
                 "resourceType": "Binary",
                 "id": request.path_params["id"],
-                "contentType": handle.content_type,
+                "contentType": content.info.content_type,
                 "data": base64.b64encode(data).decode(),
             },
             headers={"ETag": tag},
@@ -71,30 +55,30 @@ async def retrieve(request: Request) -> Response:
                 416,
                 "invalid",
                 f"Range {range_header!r} is not bytes=a-b",
-                headers={"Content-Range": f"bytes */{handle.size}"},
+                headers={"Content-Range": f"bytes */{size}"},
             )
         if m[1]:
             start = int(m[1])
-            end = min(int(m[2]) + 1, handle.size) if m[2] else handle.size
+            end = min(int(m[2]) + 1, size) if m[2] else size
         else:
-            start = max(handle.size - int(m[2]), 0)
-            end = handle.size
-        if start >= handle.size or end <= start:
+            start = max(size - int(m[2]), 0)
+            end = size
+        if start >= size or end <= start:
             return outcome_response(
                 416,
                 "invalid",
-                f"Range {range_header!r} is outside 0-{handle.size - 1}",
-                headers={"Content-Range": f"bytes */{handle.size}"},
+                f"Range {range_header!r} is outside 0-{size - 1}",
+                headers={"Content-Range": f"bytes */{size}"},
             )
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{handle.size}"
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
         return StreamingResponse(
-            _stream(services, handle, start, end),
+            content.chunks(start, end),
             status_code=206,
-            media_type=handle.content_type,
+            media_type=content.info.content_type,
             headers=headers,
         )
-    headers["Content-Length"] = str(handle.size)
+    headers["Content-Length"] = str(size)
     return StreamingResponse(
-        _stream(services, handle, 0, handle.size), media_type=handle.content_type, headers=headers
+        content.chunks(0, size), media_type=content.info.content_type, headers=headers
     )

@@ -1,16 +1,22 @@
 """GET /fhir/List?… and /fhir/List/{id}: IHE MHD ITI-66 Find Document Lists
-(https://profiles.ihe.net/ITI/MHD/ITI-66.html): the submission sets of a patient."""
+(https://profiles.ihe.net/ITI/MHD/ITI-66.html): the submission sets of a patient, each with the
+documents the caller may read."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from carnet.domain.clock import iso
+from carnet.domain.documents import StoredSubmissionSet
 from carnet.domain.search import ListCriteria
-from carnet.errors import NotFound
 from carnet.fhir.bundles import page_url, searchset
 from carnet.fhir.capability import LIST_SEARCH
-from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.context import NOT_FOUND, base_url, core_of, scope_of
+from carnet.fhir.errors import NotFound
 from carnet.fhir.search_params import (
     check_known,
     count,
@@ -23,13 +29,27 @@ from carnet.fhir.search_params import (
 from carnet.fhir.wire import fhir_response
 
 
-def _check_fixed(values: list[list[str]], allowed: set[str], name: str) -> bool:
+def _check_fixed(values: list[list[str]], allowed: set[str]) -> bool:
     """code and status have one possible value for submission sets."""
     return all(any(v.split("|")[-1] in allowed for v in group) for group in values)
 
 
+def render_list(ss: StoredSubmissionSet) -> bytes:
+    """The List served: the submission set as the client sent it, with carnet's fields set and
+    its entries the documents the caller may read."""
+    out: dict[str, Any] = {"resourceType": "List", "status": "current", "mode": "working"}
+    if ss.source is not None and ss.source.media_type == "application/fhir+json":
+        out = orjson.loads(ss.source.data)
+    out["id"] = ss.set_id
+    out["meta"] = {**(out.get("meta") or {}), "versionId": "1", "lastUpdated": iso(ss.created_at)}
+    out["subject"] = {"reference": f"Patient/{ss.record_id}"}
+    out["entry"] = [{"item": {"reference": f"DocumentReference/{d}"}} for d in ss.documents]
+    return orjson.dumps(out)
+
+
 async def search_list(request: Request) -> Response:
     scope = await scope_of(request)
+    limits = core_of(request).limits
     p = request.query_params
     check_known(p, set(LIST_SEARCH), "List")
     criteria = ListCriteria(
@@ -38,29 +58,24 @@ async def search_list(request: Request) -> Response:
         identifier=tokens(p, "identifier"),
         source_id=tokens(p, "source.identifier"),
         date=dates(p, "date"),
-        count=count(p, scope.settings.page_size_default, scope.settings.page_size_max),
+        count=count(p, limits.page_size_default, limits.page_size_max),
         cursor=decode_cursor(p),
     )
     codes = [v.split(",") for v in p.getlist("code")]
     statuses = [v.split(",") for v in p.getlist("status")]
     base = base_url(request)
     url = f"{base}/List"
-    if not _check_fixed(codes, {"submissionset"}, "code") or not _check_fixed(
-        statuses, {"current"}, "status"
-    ):
-        resources: list[bytes] = []
+    if not _check_fixed(codes, {"submissionset"}) or not _check_fixed(statuses, {"current"}):
+        sets: list[StoredSubmissionSet] = []
         total, nxt = 0, None
     else:
-        resources, total, nxt = await scope.search_lists(criteria)
-    import orjson
-
-    matches = [(f"{url}/{orjson.loads(r)['id']}", r) for r in resources]
+        sets, total, nxt = await scope.documents.lists(criteria)
     return fhir_response(
         searchset(
             self_url=page_url(url, p, p.get("_cursor")),
             next_url=page_url(url, p, encode_cursor(*nxt)) if nxt else None,
             total=total,
-            matches=matches,
+            matches=[(f"{url}/{s.set_id}", render_list(s)) for s in sets],
         )
     )
 
@@ -68,9 +83,9 @@ async def search_list(request: Request) -> Response:
 async def read_list(request: Request) -> Response:
     scope = await scope_of(request)
     lid = request.path_params["id"]
-    resources, _total, _ = await scope.search_lists(
+    sets, _total, _ = await scope.documents.lists(
         ListCriteria(record_ids=[[lid.split("-")[0]]], set_ids=[lid], count=1)
     )
-    if not resources:
-        raise NotFound("no such resource, or no access to it")
-    return fhir_response(resources[0])
+    if not sets:
+        raise NotFound(NOT_FOUND)
+    return fhir_response(render_list(sets[0]))

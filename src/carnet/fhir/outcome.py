@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from carnet.errors import CarnetError
+from carnet.fhir.errors import FhirError
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
@@ -35,6 +35,6 @@ def outcome_response(
     return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
-def error_response(exc: CarnetError) -> Response:
+def error_response(exc: FhirError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="carnet"'} if exc.status == 401 else None
     return outcome_response(exc.status, exc.code, exc.message, exc.expression, headers)

@@ -11,22 +11,24 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from carnet.domain.records import PatientInput
 from carnet.fhir import extensions as X
-from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.outcome import operation_outcome
+from carnet.fhir.patient_resource import identity_from_patient, patient_input, render_patient
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, read_resource
 
 
 async def create_patient(request: Request) -> Response:
     scope = await scope_of(request)
-    resource = await read_resource(
-        request, services_of(request).settings.max_upload_bytes, "Patient"
-    )
+    settings = settings_of(request)
+    resource = await read_resource(request, settings.max_upload_bytes, "Patient")
     validate(resource)
     objection = X.find_extension(resource.get("extension"), X.CREATION_OBJECTION)
     if objection is not None and objection.get("valueBoolean") is True:
-        ins = await scope.record_objection(resource)
+        identity = identity_from_patient(resource, allow_test_ins=settings.allow_test_ins)
+        ins = await scope.records.object(PatientInput(identity=identity))
         return fhir_response(
             operation_outcome(
                 "information",
@@ -36,10 +38,12 @@ async def create_patient(request: Request) -> Response:
             ),
             status=200,
         )
-    record = await scope.create_record(resource)
+    record = await scope.records.open(
+        patient_input(resource, allow_test_ins=settings.allow_test_ins)
+    )
     location = f"{base_url(request)}/Patient/{record.record_id}/_history/{record.version_id}"
     return fhir_response(
-        record.resource,
+        render_patient(record),
         status=201,
         headers={"Location": location, "ETag": etag(record.version_id)},
     )

@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.fhir.context import scope_of
+from carnet.fhir.patient_resource import render_tombstone
 from carnet.fhir.wire import fhir_response
 
 
 async def destroy_patient(request: Request) -> Response:
     scope = await scope_of(request)
-    tomb = await scope.destroy_record(request.path_params["id"])
-    return fhir_response(tomb.resource)
+    tomb = await scope.lifecycle.destroy(request.path_params["id"])
+    return fhir_response(render_tombstone(tomb))

@@ -11,6 +11,8 @@ from starlette.responses import Response
 from carnet.domain.search import DocumentCriteria
 from carnet.fhir.bundles import searchset
 from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.docref_resource import render_docref
+from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.wire import fhir_response
 
 PAGE = 200
@@ -19,14 +21,16 @@ PAGE = 200
 async def everything(request: Request) -> Response:
     scope = await scope_of(request)
     rid = request.path_params["id"]
-    record = await scope.read_record(rid)
+    record = await scope.records.read(rid)
     base = base_url(request)
-    matches = [(f"{base}/Patient/{rid}", record.resource)]
+    matches = [(f"{base}/Patient/{rid}", render_patient(record))]
     for archived in (False, True):
         criteria = DocumentCriteria(record_ids=[[rid]], count=PAGE, archived=archived)
         while True:
-            page = await scope.search_documents(criteria)
-            matches += [(f"{base}/DocumentReference/{d.doc_id}", d.resource) for d in page.items]
+            page = await scope.documents.search(criteria)
+            matches += [
+                (f"{base}/DocumentReference/{d.doc_id}", render_docref(d, base)) for d in page.items
+            ]
             if page.next_cursor is None:
                 break
             criteria.cursor = page.next_cursor

@@ -7,9 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.domain.clock import iso
-from carnet.errors import NotFound
 from carnet.fhir.bundles import history
 from carnet.fhir.context import base_url, scope_of
+from carnet.fhir.errors import NotFound
+from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.wire import etag, fhir_response
 
 
@@ -24,11 +25,11 @@ def _version(raw: str) -> int:
 async def read_patient(request: Request) -> Response:
     scope = await scope_of(request)
     vid = request.path_params.get("vid")
-    record = await scope.read_record(
+    record = await scope.records.read(
         request.path_params["id"], _version(vid) if vid is not None else None
     )
     return fhir_response(
-        record.resource,
+        render_patient(record),
         headers={"ETag": etag(record.version_id), "Last-Modified": iso(record.last_updated)},
     )
 
@@ -36,10 +37,15 @@ async def read_patient(request: Request) -> Response:
 async def patient_history(request: Request) -> Response:
     scope = await scope_of(request)
     rid = request.path_params["id"]
-    versions = await scope.record_history(rid)
+    versions = await scope.records.history(rid)
     base = base_url(request)
     entries = [
-        (f"{base}/Patient/{rid}/_history/{v}", body, updated, "POST" if v == 1 else "PUT")
-        for v, updated, body in versions
+        (
+            f"{base}/Patient/{rid}/_history/{v.version_id}",
+            render_patient(v.record),
+            iso(v.last_updated),
+            "POST" if v.version_id == 1 else "PUT",
+        )
+        for v in versions
     ]
     return fhir_response(history(f"{base}/Patient/{rid}/_history", entries))

@@ -17,13 +17,22 @@ from typing import Any
 
 import orjson
 
-from carnet.access.policy import RecordState
 from carnet.domain.actors import RPPS_SYSTEM
 from carnet.domain.clock import iso
+from carnet.domain.content import Representation
 from carnet.domain.ins import find_ins, parse_ins
-from carnet.domain.records import QUALIFIED, EmergencyConsents, Identity, Record
-from carnet.errors import UnprocessableEntity
+from carnet.domain.records import (
+    EmergencyChoices,
+    Identity,
+    PatientInput,
+    PreferencesInput,
+    Record,
+    RecordState,
+)
 from carnet.fhir import extensions as X
+from carnet.fhir.errors import UnprocessableEntity
+
+FHIR_JSON = "application/fhir+json"
 
 INSEE = re.compile(r"^(?:[0-9]{2}|2A|2B)[0-9]{3}$")
 GENDERS = {"male", "female", "other", "unknown"}
@@ -97,10 +106,12 @@ def _official_name(resource: dict[str, Any]) -> tuple[str, str]:
     return family.strip(), " ".join(g.strip() for g in given)
 
 
-def emergency_consents(resource: dict[str, Any], default: EmergencyConsents) -> EmergencyConsents:
+def emergency_consents(resource: dict[str, Any]) -> EmergencyChoices | None:
+    """The emergency consents the resource says (None, or a sub-extension left out: not said;
+    the defaults, or the stored ones, hold)."""
     ext = X.find_extension(resource.get("extension"), X.EMERGENCY_CONSENTS)
     if ext is None:
-        return default
+        return None
     values: dict[str, bool] = {}
     for key in ("centre15", "brisDeGlace", "maskedDocuments"):
         sub = X.find_extension(ext.get("extension"), key)
@@ -113,10 +124,10 @@ def emergency_consents(resource: dict[str, Any], default: EmergencyConsents) -> 
                 expression=f"Patient.extension:emergencyConsents.extension:{key}",
             )
         values[key] = value
-    return EmergencyConsents(
-        centre15=values.get("centre15", default.centre15),
-        bris_de_glace=values.get("brisDeGlace", default.bris_de_glace),
-        masked=values.get("maskedDocuments", default.masked),
+    return EmergencyChoices(
+        centre15=values.get("centre15"),
+        bris_de_glace=values.get("brisDeGlace"),
+        masked=values.get("maskedDocuments"),
     )
 
 
@@ -203,18 +214,59 @@ def identity_from_patient(resource: dict[str, Any], *, allow_test_ins: bool) -> 
     return identity
 
 
-def require_qualified(identity: Identity, why: str) -> None:
-    if identity.identity_status != QUALIFIED:
-        raise UnprocessableEntity(
-            f"the INS is not qualified (identityStatus {identity.identity_status}, "
-            f"{QUALIFIED} required): {why}",
-            expression="Patient.extension:identityReliability",
-        )
-    if identity.birth_place is None:
-        raise UnprocessableEntity(
-            "a qualified INS needs the birth place (INSEE code, patient-birthPlace)",
-            expression="Patient.extension:birthPlace",
-        )
+def _email(resource: dict[str, Any]) -> str | None:
+    """Patient.telecom (system email): where the patient is told (docs/notifications.md)."""
+    return next(
+        (
+            str(t["value"])
+            for t in resource.get("telecom") or []
+            if isinstance(t, dict) and t.get("system") == "email" and t.get("value")
+        ),
+        None,
+    )
+
+
+def _preferences(resource: dict[str, Any]) -> PreferencesInput | None:
+    """carnet's extension ``dmp-notification-preferences``."""
+    ext = X.find_extension(resource.get("extension"), X.NOTIFICATION_PREFERENCES)
+    subs = ext.get("extension") if ext is not None else None
+    if not isinstance(subs, list):
+        return None
+    new_documents = portal = access_mode = None
+    for sub in subs:
+        if not isinstance(sub, dict):
+            continue
+        if sub.get("url") == "newDocuments" and isinstance(sub.get("valueBoolean"), bool):
+            new_documents = bool(sub["valueBoolean"])
+        elif sub.get("url") == "portal" and isinstance(sub.get("valueBoolean"), bool):
+            portal = bool(sub["valueBoolean"])
+        elif sub.get("url") == "accessNotices" and sub.get("valueCode") in (
+            "digest",
+            "immediate",
+            "none",
+        ):
+            access_mode = str(sub["valueCode"])
+        else:
+            raise UnprocessableEntity(
+                "dmp-notification-preferences takes newDocuments (valueBoolean), portal "
+                "(valueBoolean) and accessNotices (valueCode digest, immediate or none)",
+                expression="Patient.extension:notificationPreferences",
+            )
+    return PreferencesInput(new_documents=new_documents, portal=portal, access_mode=access_mode)
+
+
+def patient_input(resource: dict[str, Any], *, allow_test_ins: bool) -> PatientInput:
+    """A Patient as the core takes it: identity traits, emergency consents, médecin traitant,
+    state asked for, notification choices, and the resource itself (served back)."""
+    return PatientInput(
+        identity=identity_from_patient(resource, allow_test_ins=allow_test_ins),
+        emergency=emergency_consents(resource),
+        treating_physician=treating_physician_of(resource),
+        state=requested_state(resource),
+        email=_email(resource),
+        preferences=_preferences(resource),
+        source=Representation(FHIR_JSON, orjson.dumps(resource)),
+    )
 
 
 def _strip_server_extensions(extensions: object) -> list[Any]:
@@ -224,26 +276,60 @@ def _strip_server_extensions(extensions: object) -> list[Any]:
     return [e for e in extensions if not (isinstance(e, dict) and e.get("url") in ours)]
 
 
-def render_patient(
-    resource: dict[str, Any],
-    *,
-    record_id: str,
-    version_id: int,
-    last_updated: str,
-    state: RecordState,
-    emergency: EmergencyConsents,
-    consent: dict[str, str | None],
-) -> bytes:
-    """The stored form of a Patient: the client's JSON with carnet's fields set."""
-    out = dict(resource)
-    out["id"] = record_id
+def _identity_resource(identity: Identity) -> dict[str, Any]:
+    """A Patient from the identity traits alone (a record opened through another interface)."""
+    out: dict[str, Any] = {
+        "resourceType": "Patient",
+        "extension": [
+            {
+                "url": X.FR_CORE_IDENTITY_RELIABILITY,
+                "extension": [
+                    {
+                        "url": "identityStatus",
+                        "valueCoding": {
+                            "system": X.FR_CORE_IDENTITY_STATUS_SYSTEM,
+                            "code": identity.identity_status,
+                        },
+                    }
+                ],
+            }
+        ],
+        "identifier": [{"system": identity.ins.system, "value": identity.ins.value}],
+        "name": [{"use": "official", "family": identity.family, "given": identity.given.split()}],
+        "gender": identity.gender,
+        "birthDate": identity.birth_date,
+    }
+    if identity.birth_place:
+        out["extension"].append(
+            {
+                "url": X.BIRTH_PLACE,
+                "valueAddress": {
+                    "extension": [
+                        {"url": X.FR_CORE_INSEE_CODE, "valueCoding": {"code": identity.birth_place}}
+                    ]
+                },
+            }
+        )
+    return out
+
+
+def render_patient(record: Record) -> bytes:
+    """The Patient served: the client's own resource (kept by the core) with carnet's fields set
+    from the record: id, version, state, emergency consents, creation consent, médecin
+    traitant."""
+    if record.source is not None and record.source.media_type == FHIR_JSON:
+        out: dict[str, Any] = orjson.loads(record.source.data)
+    else:
+        out = _identity_resource(record.identity)
+    out["id"] = record.record_id
     meta = dict(out.get("meta") or {})
-    meta["versionId"] = str(version_id)
-    meta["lastUpdated"] = last_updated
+    meta["versionId"] = str(record.version_id)
+    meta["lastUpdated"] = iso(record.last_updated)
     out["meta"] = meta
-    out["active"] = state is RecordState.ACTIVE
+    out["active"] = record.state is RecordState.ACTIVE
     exts = _strip_server_extensions(out.get("extension"))
-    exts.append({"url": X.RECORD_STATUS, "valueCode": state.value})
+    exts.append({"url": X.RECORD_STATUS, "valueCode": record.state.value})
+    emergency = record.emergency
     exts.append(
         {
             "url": X.EMERGENCY_CONSENTS,
@@ -255,14 +341,37 @@ def render_patient(
         }
     )
     consent_ext: list[dict[str, Any]] = [
-        {"url": "by", "valueString": consent["by"]},
-        {"url": "date", "valueDateTime": consent["date"]},
+        {"url": "by", "valueString": record.consent.by},
+        {"url": "date", "valueDateTime": iso(record.consent.at)},
     ]
-    if consent.get("structure"):
-        consent_ext.append({"url": "structure", "valueString": consent["structure"]})
+    if record.consent.structure:
+        consent_ext.append({"url": "structure", "valueString": record.consent.structure})
     exts.append({"url": X.CREATION_CONSENT, "extension": consent_ext})
     out["extension"] = exts
+    treating = record.treating_physician
+    if treating is None:
+        out.pop("generalPractitioner", None)
+    elif treating_physician_of(out) != treating:
+        out["generalPractitioner"] = [
+            {"identifier": {"system": RPPS_SYSTEM, "value": treating.removeprefix("rpps:")}}
+        ]
     return orjson.dumps(out)
+
+
+def render_tombstone(record: Record) -> bytes:
+    """What is left of a destroyed record: its INS and its state."""
+    return orjson.dumps(
+        {
+            "resourceType": "Patient",
+            "id": record.record_id,
+            "meta": {"versionId": str(record.version_id), "lastUpdated": iso(record.last_updated)},
+            "identifier": [
+                {"system": record.identity.ins.system, "value": record.identity.ins.value}
+            ],
+            "active": False,
+            "extension": [{"url": X.RECORD_STATUS, "valueCode": "destroyed"}],
+        }
+    )
 
 
 def status_only(record: Record, access: str) -> dict[str, Any]:

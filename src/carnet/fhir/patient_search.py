@@ -9,10 +9,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.access.records import RecordCriteria
+from carnet.domain.records import RecordCriteria
 from carnet.fhir.bundles import page_url, searchset
-from carnet.fhir.context import base_url, scope_of
-from carnet.fhir.patient_resource import status_only
+from carnet.fhir.context import base_url, core_of, scope_of
+from carnet.fhir.patient_resource import render_patient, status_only
 from carnet.fhir.search_params import check_known, count, dates, tokens
 from carnet.fhir.wire import fhir_response
 
@@ -23,7 +23,8 @@ async def search_patient(request: Request) -> Response:
     scope = await scope_of(request)
     params = request.query_params
     check_known(params, KNOWN, "Patient")
-    count(params, scope.settings.page_size_default, scope.settings.page_size_max)
+    limits = core_of(request).limits
+    count(params, limits.page_size_default, limits.page_size_max)
     identifiers = [(t.system, t.code) for group in tokens(params, "identifier") for t in group]
     criteria = RecordCriteria(
         identifiers=identifiers,
@@ -32,11 +33,15 @@ async def search_patient(request: Request) -> Response:
         birthdate=dates(params, "birthdate"),
         ids=[i for v in params.getlist("_id") for i in v.split(",")],
     )
-    views = await scope.search_records(criteria)
+    views = await scope.records.search(criteria)
     base = base_url(request)
     matches = []
     for view in views:
-        body = view.record.resource if view.full else orjson.dumps(status_only(view.record, "none"))
+        body = (
+            render_patient(view.record)
+            if view.full
+            else orjson.dumps(status_only(view.record, "none"))
+        )
         matches.append((f"{base}/Patient/{view.record.record_id}", body))
     return fhir_response(
         searchset(

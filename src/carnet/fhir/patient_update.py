@@ -6,8 +6,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.errors import InvalidInput
-from carnet.fhir.context import scope_of, services_of
+from carnet.fhir.context import scope_of, settings_of
+from carnet.fhir.errors import InvalidInput
+from carnet.fhir.patient_resource import patient_input, render_patient
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
 
@@ -15,16 +16,17 @@ from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
 async def update_patient(request: Request) -> Response:
     scope = await scope_of(request)
     rid = request.path_params["id"]
-    resource = await read_resource(
-        request, services_of(request).settings.max_upload_bytes, "Patient"
-    )
+    settings = settings_of(request)
+    resource = await read_resource(request, settings.max_upload_bytes, "Patient")
     if resource.get("id") not in (None, rid):
         raise InvalidInput(
             f"the resource id {resource.get('id')!r} does not match the URL ({rid})",
             expression="Patient.id",
         )
     validate(resource)
-    record = await scope.update_record(
-        rid, resource, parse_if_match(request.headers.get("if-match"))
+    record = await scope.records.update(
+        rid,
+        patient_input(resource, allow_test_ins=settings.allow_test_ins),
+        parse_if_match(request.headers.get("if-match")),
     )
-    return fhir_response(record.resource, headers={"ETag": etag(record.version_id)})
+    return fhir_response(render_patient(record), headers={"ETag": etag(record.version_id)})

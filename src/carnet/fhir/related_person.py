@@ -3,29 +3,79 @@ RelatedPerson, http://hl7.org/fhir/R4/relatedperson.html): create, search by pat
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.errors import InvalidInput
+from carnet.domain.clock import iso
+from carnet.domain.ins import find_ins, parse_ins
+from carnet.domain.representatives import LEGAL_ROLES, Representative, RepresentativeInput
 from carnet.fhir.bundles import page_url, searchset
-from carnet.fhir.context import base_url, scope_of, services_of
+from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 from carnet.fhir.search_params import check_known, references
 from carnet.fhir.wire import fhir_response, read_resource
+
+ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+
+
+def render_related_person(r: Representative) -> dict[str, Any]:
+    return {
+        "resourceType": "RelatedPerson",
+        "id": r.representative_id,
+        "meta": {"versionId": "1", "lastUpdated": iso(r.created_at)},
+        "active": True,
+        "patient": {"reference": f"Patient/{r.record_id}"},
+        "identifier": [{"system": r.ins.system, "value": r.ins.value}],
+        "relationship": [{"coding": [{"system": ROLE_SYSTEM, "code": r.relationship}]}],
+    }
+
+
+def parse_related_person(resource: dict[str, Any], *, allow_test: bool) -> RepresentativeInput:
+    idents = resource.get("identifier")
+    ident = find_ins(idents) if isinstance(idents, list) else None
+    if ident is None:
+        raise UnprocessableEntity(
+            "the representative is identified by their INS", expression="RelatedPerson.identifier"
+        )
+    ins = parse_ins(
+        str(ident.get("system") or ""),
+        str(ident.get("value") or ""),
+        allow_test=allow_test,
+        field="RelatedPerson.identifier",
+    )
+    codes = [
+        c.get("code")
+        for rel in resource.get("relationship") or []
+        if isinstance(rel, dict)
+        for c in rel.get("coding") or []
+        if isinstance(c, dict)
+    ]
+    role = next((str(c) for c in codes if c in LEGAL_ROLES), None)
+    if role is None:
+        raise UnprocessableEntity(
+            "relationship must say a legal representative (v3-RoleCode GUARD, PRN, MTH, FTH)",
+            expression="RelatedPerson.relationship",
+        )
+    return RepresentativeInput(ins, role)
 
 
 async def create_related_person(request: Request) -> Response:
     scope = await scope_of(request)
-    resource = await read_resource(
-        request, services_of(request).settings.max_upload_bytes, "RelatedPerson"
-    )
+    settings = settings_of(request)
+    resource = await read_resource(request, settings.max_upload_bytes, "RelatedPerson")
     patient = resource.get("patient")
     ref = patient.get("reference") if isinstance(patient, dict) else None
     if not isinstance(ref, str) or "Patient/" not in ref:
         raise InvalidInput(
             "RelatedPerson.patient must reference Patient/<id>", expression="RelatedPerson.patient"
         )
-    body = await scope.add_representative(ref.rsplit("Patient/", 1)[1], resource)
+    given = parse_related_person(resource, allow_test=settings.allow_test_ins)
+    body = render_related_person(
+        await scope.representatives.add(ref.rsplit("Patient/", 1)[1], given)
+    )
     return fhir_response(
         body, status=201, headers={"Location": f"{base_url(request)}/RelatedPerson/{body['id']}"}
     )
@@ -38,7 +88,7 @@ async def search_related_person(request: Request) -> Response:
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     if not ids:
         raise InvalidInput("RelatedPerson search needs patient", expression="patient")
-    found = [r for rid in ids for r in await scope.list_representatives(rid)]
+    found = [render_related_person(r) for rid in ids for r in await scope.representatives.list(rid)]
     base = base_url(request)
     return fhir_response(
         searchset(
@@ -52,5 +102,5 @@ async def search_related_person(request: Request) -> Response:
 
 async def delete_related_person(request: Request) -> Response:
     scope = await scope_of(request)
-    await scope.remove_representative(request.path_params["id"])
+    await scope.representatives.remove(request.path_params["id"])
     return Response(status_code=204)

@@ -17,7 +17,7 @@ from starlette.datastructures import QueryParams
 
 from carnet.domain.clock import to_utc_naive
 from carnet.domain.search import DateRange, Token, TokenParam
-from carnet.errors import InvalidInput
+from carnet.fhir.errors import InvalidInput
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 COMMON = {"_count", "_sort", "_include", "_cursor", "_format"}

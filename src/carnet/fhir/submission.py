@@ -9,15 +9,19 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
-from carnet.access.publish_model import SubjectRef, SubmissionSet
+import orjson
+
 from carnet.domain.clock import utcnow
+from carnet.domain.content import Representation
+from carnet.domain.documents import SubmissionSetInput
 from carnet.domain.ins import OID_NIR, parse_ins
-from carnet.errors import InvalidInput, UnprocessableEntity
+from carnet.domain.records import PatientRef
 from carnet.fhir import extensions as X
 from carnet.fhir.docref_resource import code_of, contained_map, identifiers_of, parse_datetime
+from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 
 
-def subject_ref(ref: object, where: str, *, allow_test: bool) -> SubjectRef:
+def subject_ref(ref: object, where: str, *, allow_test: bool) -> PatientRef:
     """``Patient?identifier=system|value``, ``Patient/<id>`` (relative or absolute), or a
     logical reference by identifier."""
     if not isinstance(ref, dict):
@@ -35,11 +39,11 @@ def subject_ref(ref: object, where: str, *, allow_test: bool) -> SubjectRef:
                 )
             system, ins_value = unquote(value).split("|", 1)
             ins = parse_ins(system, ins_value, allow_test=allow_test, field=f"{where}.reference")
-            return SubjectRef(ins_system=ins.oid, ins_value=ins.value)
+            return PatientRef(ins=ins)
         if "Patient/" in text:
             ident = text.rsplit("Patient/", 1)[1].split("/", 1)[0]
             if ident:
-                return SubjectRef(record_id=ident)
+                return PatientRef(record_id=ident)
         raise UnprocessableEntity(
             f"{where}.reference {text!r} does not name a Patient", expression=f"{where}.reference"
         )
@@ -51,7 +55,7 @@ def subject_ref(ref: object, where: str, *, allow_test: bool) -> SubjectRef:
             allow_test=allow_test,
             field=f"{where}.identifier",
         )
-        return SubjectRef(ins_system=ins.oid, ins_value=ins.value)
+        return PatientRef(ins=ins)
     raise UnprocessableEntity(f"{where} names no patient", expression=where)
 
 
@@ -64,7 +68,9 @@ def decode_data(data: object, where: str) -> bytes:
         raise InvalidInput(f"{where} is not valid base64", expression=where) from None
 
 
-def submission_set_from_list(resource: dict[str, Any], key: str, actor_id: str) -> SubmissionSet:
+def submission_set_from_list(
+    resource: dict[str, Any], key: str, actor_id: str
+) -> SubmissionSetInput:
     """Submission set metadata (uniqueId, sourceId, submissionTime, author) from a List."""
     code = code_of(resource.get("code"))
     if code != "submissionset":
@@ -101,17 +107,17 @@ def submission_set_from_list(resource: dict[str, Any], key: str, actor_id: str) 
             "the submission set has no submissionTime (List.date)", expression="List.date"
         )
     authors = identifiers_of(resource.get("source"), contained_map(resource))
-    return SubmissionSet(
-        key=key,
-        resource=resource,
+    return SubmissionSetInput(
         unique_id=unique_id,
         source_id=str(source_value["value"]),
         submission_time=when,
         author_id=authors[0][1] if authors else None,
+        key=key,
+        source=Representation("application/fhir+json", orjson.dumps(resource)),
     )
 
 
-def implicit_submission_set(actor_id: str, structure: str | None) -> SubmissionSet:
+def implicit_submission_set(actor_id: str, structure: str | None) -> SubmissionSetInput:
     """ITI-105 Simplified Publish: the recipient makes the submission set."""
     unique = f"urn:uuid:{uuid.uuid4()}"
     now = utcnow()
@@ -129,4 +135,11 @@ def implicit_submission_set(actor_id: str, structure: str | None) -> SubmissionS
             }
         ],
     }
-    return SubmissionSet("implicit", resource, unique, structure or actor_id, now, actor_id)
+    return SubmissionSetInput(
+        unique_id=unique,
+        source_id=structure or actor_id,
+        submission_time=now,
+        author_id=actor_id,
+        key="implicit",
+        source=Representation("application/fhir+json", orjson.dumps(resource)),
+    )

@@ -19,7 +19,7 @@ from fhir.resources.R4B.parameters import Parameters
 from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
-from carnet.errors import InvalidInput
+from carnet.fhir.errors import InvalidInput
 
 MODELS: dict[str, Any] = {
     "Patient": Patient,

@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from carnet.fhir.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from carnet.fhir.outcome import FHIR_JSON
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")

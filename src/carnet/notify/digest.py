@@ -24,10 +24,10 @@ from carnet.domain.notifications import (
     Kind,
     Recipient,
     Status,
-    get_preferences,
-    notify,
+    outbox_rows,
 )
 from carnet.notify.messages import local_day, start_of_local_day
+from carnet.store.preferences import get_preferences
 from carnet.store.tables import outbox
 
 NO_ADDRESS = "not told: no e-mail address, or access notifications turned off, at digest time"
@@ -85,13 +85,13 @@ async def run_digest(
                 p.pop("title", None)  # e-mail: never a title
                 p.pop("to", None)
                 accesses.append(p)
-            await notify(
-                conn,
+            rows = outbox_rows(
                 record_id=record_id,
                 kind=Kind.DIGEST,
                 payload={"day": day.isoformat(), "accesses": accesses},
                 recipients=[Recipient(recipient, Channel.EMAIL, prefs.email)],
                 now=at,
             )
+            await conn.execute(outbox.insert(), rows)
             written += 1
     return written

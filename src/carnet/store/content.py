@@ -1,5 +1,5 @@
-"""Content store: encrypted blobs on the file system (S3-compatible stores plug in behind the same
-interface, see docs/architecture.md).
+"""Content store: encrypted blobs on the file system (the ``file`` content store; the ``db`` one
+is store/content_db.py; S3-compatible stores plug in behind the same interface).
 
 A blob is written as a stream into a temporary file (hashing the plaintext with SHA-256 and SHA-1
 on the way, the latter because FHIR R4 ``Attachment.hash`` is SHA-1), then moved into place under
@@ -9,14 +9,16 @@ content. Nothing but ciphertext ever touches the disk.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from carnet.store.crypto import HEADER, ChunkDecryptor, ChunkEncryptor
 
@@ -27,6 +29,19 @@ class BlobInfo:
     sha256: str
     sha1: bytes
     size: int
+
+
+@dataclass(slots=True)
+class StagedBlob:
+    """Content encrypted and ready, before the write that names it commits. ``settle`` it after:
+    kept (moved into place) if the write committed and named it, discarded otherwise."""
+
+    store: str  # file | db
+    record_id: str
+    info: BlobInfo
+    chunks: list[bytes] = field(default_factory=list)  # db: the rows to write with the metadata
+    writer: BlobWriter | None = None  # file: the temporary file
+    uploaded: bool = False  # db: the rows were written as they streamed in
 
 
 class BlobWriter:
@@ -83,6 +98,8 @@ class BlobWriter:
 
 class FileContentStore:
     """Blobs under a folder. Thread-safe: each blob is its own file."""
+
+    name = "file"
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root
@@ -144,6 +161,116 @@ class FileContentStore:
 
     def read_all(self, record_id: str, blob_id: str, key: bytes, size: int) -> bytes:
         return b"".join(self.read(record_id, blob_id, key, size))
+
+    # -- the content-store interface the core uses (shared with store/content_db.py) ----------
+    async def stage(self, record_id: str, key: bytes, data: bytes) -> StagedBlob:
+        # in a thread: the write ends with an fsync, which must not stall the event loop
+        info, writer = await asyncio.to_thread(self.put, record_id, key, data)
+        return StagedBlob(self.name, record_id, info, writer=writer)
+
+    def rows(self, staged: StagedBlob) -> list[dict[str, object]]:
+        return []
+
+    async def settle(self, staged: StagedBlob, *, keep: bool) -> None:
+        if staged.writer is None:
+            return
+        if keep:
+            staged.writer.commit()
+        else:
+            staged.writer.abort()
+
+    async def stream(
+        self,
+        record_id: str,
+        blob_id: str,
+        key: bytes,
+        size: int,
+        start: int = 0,
+        end: int | None = None,
+        first: bytes | None = None,
+    ) -> AsyncIterator[bytes]:
+        reader = self.read(record_id, blob_id, key, size, start, end)
+        while True:
+            chunk = await asyncio.to_thread(next, reader, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    def upload(self, record_id: str, key: bytes) -> FileUpload:
+        return FileUpload(self.writer(record_id, key), record_id, self.name)
+
+    async def discard(self, record_id: str, blob_id: str) -> None:
+        self.delete(record_id, blob_id)
+
+    async def destroy(self, record_id: str) -> None:
+        self.destroy_record(record_id)
+
+
+LARGE = 1024 * 1024
+
+
+class Upload(Protocol):
+    @property
+    def size(self) -> int: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def finish(self) -> StagedBlob: ...
+
+    async def abort(self) -> None: ...
+
+
+class ContentStore(Protocol):
+    """What the core needs of a content store (file here, db in store/content_db.py)."""
+
+    name: str
+
+    async def stage(self, record_id: str, key: bytes, data: bytes) -> StagedBlob: ...
+
+    def rows(self, staged: StagedBlob) -> list[dict[str, object]]: ...
+
+    async def settle(self, staged: StagedBlob, *, keep: bool) -> None: ...
+
+    def stream(
+        self,
+        record_id: str,
+        blob_id: str,
+        key: bytes,
+        size: int,
+        start: int = 0,
+        end: int | None = None,
+        first: bytes | None = None,
+    ) -> AsyncIterator[bytes]: ...
+
+    def upload(self, record_id: str, key: bytes) -> Upload: ...
+
+    async def discard(self, record_id: str, blob_id: str) -> None: ...
+
+    async def destroy(self, record_id: str) -> None: ...
+
+
+class FileUpload:
+    def __init__(self, writer: BlobWriter, record_id: str, store: str) -> None:
+        self.writer = writer
+        self.record_id = record_id
+        self.store = store
+
+    @property
+    def size(self) -> int:
+        return self.writer.size
+
+    async def write(self, data: bytes) -> None:
+        if len(data) > LARGE:
+            await asyncio.to_thread(self.writer.write, data)
+        else:
+            self.writer.write(data)
+
+    async def finish(self) -> StagedBlob:
+        info = await asyncio.to_thread(self.writer.finish)
+        return StagedBlob(self.store, self.record_id, info, writer=self.writer)
+
+    async def abort(self) -> None:
+        self.writer.abort()
 
 
 @contextlib.contextmanager

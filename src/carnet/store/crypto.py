@@ -23,7 +23,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from carnet.errors import ConfigurationError
+from carnet.domain.errors import ConfigurationError
 
 KEY_BYTES = 32
 CHUNK_SIZE = 1024 * 1024
@@ -111,6 +111,11 @@ class ChunkEncryptor:
 
     def header(self) -> bytes:
         return HEADER.pack(MAGIC, self._chunk_size, self._prefix)
+
+    @property
+    def chunk_size_sealed(self) -> int:
+        """The size of a sealed chunk (all but the last)."""
+        return self._chunk_size + TAG_BYTES
 
     def _seal(self, chunk: bytes, last: bool) -> bytes:
         nonce = self._prefix + struct.pack(">I", self._index)

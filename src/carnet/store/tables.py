@@ -47,8 +47,14 @@ records = Table(
     Column("last_updated", DateTime, nullable=False),
     Column("closed_at", DateTime),
     Column("treating_physician", String(64)),  # actor id of the médecin traitant
+    # sealed envelope: the identity traits and the interface's form of the patient
     Column("resource", LargeBinary, nullable=False),
+    # bumped by every change of a fact the policy reads (state, médecin traitant, emergency
+    # consents, authorisations and blocks, representatives): a write decided on facts of an
+    # older rules_version is refused and retried (access/unit_of_work.py)
+    Column("rules_version", Integer, nullable=False, server_default="1"),
     UniqueConstraint("ins_oid", "ins_value", name="uq_records_ins"),
+    Index("ix_records_treating", "treating_physician"),
 )
 
 record_history = Table(
@@ -96,8 +102,9 @@ consents = Table(
     Column("recorded_by", String(64), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("last_updated", DateTime, nullable=False),
-    Column("resource", LargeBinary, nullable=False),
+    Column("resource", LargeBinary),  # the interface's form of the consent, if any
     Index("ix_consents_actor", "record_id", "actor_value"),
+    Index("ix_consents_actor_value", "actor_value"),
 )
 
 # legal representatives (dmp.md §1): a person (INS) who acts for the patient
@@ -140,12 +147,16 @@ documents = Table(
     Column("size", Integer, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("last_updated", DateTime, nullable=False),
+    # sealed envelope: the document entry (dmp.md §6) and the interface's form of it
     Column("resource", LargeBinary, nullable=False),
     UniqueConstraint("record_id", "unique_id", name="uq_documents_unique_id"),
     Index("ix_documents_record_date", "record_id", "date", "doc_id"),
     Index("ix_documents_binary", "record_id", "binary_id"),
+    Index("ix_documents_author", "author_id"),
 )
 
+# past versions of a document: the state it had (its entry does not change; a new entry is a
+# new document that replaces it). Rows written before migration 0006 hold a sealed resource.
 document_history = Table(
     "document_history",
     metadata,
@@ -153,7 +164,10 @@ document_history = Table(
     Column("doc_id", ID, primary_key=True),
     Column("version_id", Integer, primary_key=True),
     Column("last_updated", DateTime, nullable=False),
-    Column("resource", LargeBinary, nullable=False),
+    Column("resource", LargeBinary),
+    Column("status", String(24)),
+    Column("archived", Boolean),
+    Column("security_labels", String(256)),
 )
 
 document_authors = Table(
@@ -176,6 +190,17 @@ contents = Table(
     Column("size", Integer, nullable=False),
     Column("sha1", LargeBinary, nullable=False),
     Column("created_at", DateTime, nullable=False),
+    Column("store", String(8), nullable=False, server_default="file"),  # file | db
+)
+
+# content kept in the database (the ``db`` content store): encrypted chunks of 1 MiB
+content_chunks = Table(
+    "content_chunks",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("blob_id", String(32), primary_key=True),
+    Column("chunk_no", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )
 
 binaries = Table(
@@ -228,6 +253,15 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("record_id", "seq", name="uq_audit_events_seq"),
     Index("ix_audit_events_actor", "actor_id", "event_id"),
+)
+
+# the last event of each chain: appending compares and sets it (store/trace_chain.py)
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 # -- notifications (docs/notifications.md) ----------------------------------------------------

@@ -20,7 +20,7 @@ from carnet.access.matrix import (
     default_matrix,
     load_matrix,
 )
-from carnet.errors import ConfigurationError
+from carnet.domain.errors import ConfigurationError
 
 PACKAGED = Path(carnet.__file__).resolve().parent / "data" / "access_matrix.csv"
 PROFESSION = re.compile(r"^[0-9]{2}$")

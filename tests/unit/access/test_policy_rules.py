@@ -9,9 +9,12 @@ import pytest
 
 from carnet.access.policy import (
     Action,
+    ConsentFacts,
     DocumentFacts,
+    EventFacts,
     RecordFacts,
     RecordState,
+    UploadFacts,
     decide,
 )
 from carnet.domain.actors import AccessMode, Actor, ActorKind
@@ -173,9 +176,28 @@ CASES: list[tuple[str, Actor, Action, RecordFacts | None, DocumentFacts | None, 
         "patient",
     ),
     ("patient adds no other class", PATIENT, Action.DOCUMENT_CREATE, REC, DOC, False, "patient"),
-    ("patient closes", PATIENT, Action.RECORD_LIFECYCLE, REC, None, True, "patient"),
+    ("patient closes", PATIENT, Action.RECORD_CLOSE, REC, None, True, "patient"),
+    ("patient destroys", PATIENT, Action.RECORD_DESTROY, REC, None, True, "patient"),
     ("patient masks", PATIENT, Action.DOCUMENT_MASK, REC, DOC, True, "patient"),
-    ("patient manages consents", PATIENT, Action.CONSENT_WRITE, REC, None, True, "patient"),
+    ("patient manages consents", PATIENT, Action.CONSENT_BLOCK, REC, None, True, "patient"),
+    (
+        "patient chooses emergency consents",
+        PATIENT,
+        Action.CONSENT_EMERGENCY,
+        REC,
+        None,
+        True,
+        "patient",
+    ),
+    (
+        "patient names the médecin traitant",
+        PATIENT,
+        Action.RECORD_DESIGNATE,
+        REC,
+        None,
+        True,
+        "patient",
+    ),
     # rule 4: legal representatives
     (
         "representative reads",
@@ -198,7 +220,7 @@ CASES: list[tuple[str, Actor, Action, RecordFacts | None, DocumentFacts | None, 
     (
         "representative does not destroy",
         REP,
-        Action.RECORD_LIFECYCLE,
+        Action.RECORD_DESTROY,
         replace(REC, is_representative=True),
         None,
         False,
@@ -263,7 +285,54 @@ CASES: list[tuple[str, Actor, Action, RecordFacts | None, DocumentFacts | None, 
         "authorised",
     ),
     ("professional does not mask", GP, Action.DOCUMENT_MASK, AUTH, DOC, False, "patient-only"),
-    ("professional does not block", GP, Action.CONSENT_WRITE, AUTH, None, False, "patient-only"),
+    ("professional does not block", GP, Action.CONSENT_BLOCK, AUTH, None, False, "patient-only"),
+    ("professional does not revoke", GP, Action.CONSENT_REVOKE, AUTH, None, False, "patient-only"),
+    (
+        "professional does not change emergency consents",
+        GP,
+        Action.CONSENT_EMERGENCY,
+        AUTH,
+        None,
+        False,
+        "patient-only",
+    ),
+    (
+        "professional does not name the médecin traitant",
+        GP,
+        Action.RECORD_DESIGNATE,
+        AUTH,
+        None,
+        False,
+        "patient-only",
+    ),
+    (
+        "professional updates identity traits",
+        GP,
+        Action.RECORD_UPDATE,
+        AUTH,
+        None,
+        True,
+        "authorised",
+    ),
+    ("professional does not close", GP, Action.RECORD_CLOSE, AUTH, None, False, "patient-only"),
+    (
+        "a search finds what one authored, unauthorised",
+        GP,
+        Action.DOCUMENT_SEARCH,
+        REC,
+        None,
+        True,
+        "document-author",
+    ),
+    (
+        "a blocked professional finds nothing",
+        GP,
+        Action.DOCUMENT_SEARCH,
+        replace(REC, blocked=True),
+        None,
+        False,
+        "blocked",
+    ),
     (
         "professional records an authorisation",
         GP,
@@ -403,7 +472,7 @@ CASES: list[tuple[str, Actor, Action, RecordFacts | None, DocumentFacts | None, 
         REC,
         DOC,
         False,
-        "default-deny",
+        "operator",
     ),
     (
         "a professional opens a record",
@@ -459,3 +528,145 @@ def test_every_rule_of_the_module_is_exercised() -> None:
         "centre-15",
     ):
         assert rule in rules
+
+
+# -- the facts beyond record and document: a consent's target, uploads, traces, the operator ----
+
+CLOSED_LONG_AGO = replace(
+    REC, state=RecordState.CLOSED, closed_at=NOW - timedelta(days=3700), now=NOW
+)
+CLOSED_RECENTLY = replace(CLOSED_LONG_AGO, closed_at=NOW - timedelta(days=300))
+
+MORE: list[tuple[str, Actor, Action, RecordFacts | None, dict[str, object], bool, str]] = [
+    (
+        "a professional does not lift a block by recording a consent",
+        GP,
+        Action.CONSENT_AUTHORISE,
+        REC,
+        {"consent": ConsentFacts(target_blocked=True)},
+        False,
+        "blocked",
+    ),
+    (
+        "the patient lifts a block by authorising",
+        PATIENT,
+        Action.CONSENT_AUTHORISE,
+        REC,
+        {"consent": ConsentFacts(target_blocked=True)},
+        True,
+        "patient",
+    ),
+    (
+        "a professional sees the consents about them",
+        GP,
+        Action.CONSENT_READ,
+        REC,
+        {"consent": ConsentFacts(about_actor=True)},
+        True,
+        "consent",
+    ),
+    (
+        "not those about others",
+        GP,
+        Action.CONSENT_READ,
+        REC,
+        {"consent": ConsentFacts(about_actor=False)},
+        False,
+        "consent",
+    ),
+    (
+        "the uploader names their content",
+        GP,
+        Action.BINARY_ATTACH,
+        REC,
+        {"upload": UploadFacts(by_actor=True, attached=False)},
+        True,
+        "uploader",
+    ),
+    (
+        "nobody else does",
+        NURSE,
+        Action.BINARY_ATTACH,
+        AUTH,
+        {"upload": UploadFacts(by_actor=False, attached=False)},
+        False,
+        "uploader",
+    ),
+    (
+        "a professional reads their own trace",
+        GP,
+        Action.AUDIT_READ,
+        AUTH,
+        {"event": EventFacts(own=True)},
+        True,
+        "own-traces",
+    ),
+    (
+        "not another's",
+        GP,
+        Action.AUDIT_READ,
+        AUTH,
+        {"event": EventFacts(own=False)},
+        False,
+        "own-traces",
+    ),
+    (
+        "the médecin traitant reads every trace",
+        GP,
+        Action.AUDIT_READ,
+        replace(AUTH, is_treating_physician=True),
+        {"event": EventFacts(own=False)},
+        True,
+        "treating-physician",
+    ),
+    (
+        "the patient reads every trace",
+        PATIENT,
+        Action.AUDIT_READ,
+        REC,
+        {"event": EventFacts(own=False)},
+        True,
+        "patient",
+    ),
+    (
+        "the operator purges after ten years",
+        OPERATOR,
+        Action.RECORD_PURGE,
+        CLOSED_LONG_AGO,
+        {},
+        True,
+        "retention",
+    ),
+    ("not before", OPERATOR, Action.RECORD_PURGE, CLOSED_RECENTLY, {}, False, "retention"),
+    ("nor an open record", OPERATOR, Action.RECORD_PURGE, REC, {}, False, "retention"),
+    (
+        "nobody else purges",
+        PATIENT,
+        Action.RECORD_PURGE,
+        CLOSED_LONG_AGO,
+        {},
+        False,
+        "operator-only",
+    ),
+    ("the operator verifies the chains", OPERATOR, Action.AUDIT_VERIFY, None, {}, True, "operator"),
+    ("nobody else verifies", GP, Action.AUDIT_VERIFY, AUTH, {}, False, "operator-only"),
+    ("the operator reads no document", OPERATOR, Action.DOCUMENT_READ, AUTH, {}, False, "operator"),
+]
+
+
+@pytest.mark.parametrize(
+    ("actor", "action", "record", "facts", "allowed", "rule"),
+    [c[1:] for c in MORE],
+    ids=[c[0] for c in MORE],
+)
+def test_more_facts(
+    actor: Actor,
+    action: Action,
+    record: RecordFacts | None,
+    facts: dict[str, object],
+    allowed: bool,
+    rule: str,
+) -> None:
+    decision = decide(actor, action, record, matrix=matrix, **facts)  # type: ignore[arg-type]
+    assert decision.allowed is allowed, decision
+    assert decision.rule == rule, decision

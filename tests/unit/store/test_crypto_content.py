@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from carnet.errors import ConfigurationError
+from carnet.domain.errors import ConfigurationError
 from carnet.store.content import FileContentStore
 from carnet.store.crypto import CHUNK_SIZE, DecryptionError, MasterKey, load_master_key
 

@@ -1,0 +1,637 @@
+"""Adding and replacing documents (dmp.md §4 and §6; DMP TD2.1, TD2.2), whatever interface
+brought them: a submission of one or more documents for one patient, all of it or nothing.
+
+Each document is completed from its CDA header where it is one (cda/metadata.py), validated,
+decided (``document.create``, and ``document.replace`` for the document it replaces, and
+``binary.attach`` for content uploaded before), its content encrypted with the record's key,
+and everything (metadata, content, submission set, traces, notifications) committed in one
+write that checks the record's facts are still those decided on (access/unit_of_work.py).
+
+The same uniqueId with the same content is the same document: stored once, answered again.
+With other content, it is refused (XDSDuplicateUniqueIdInRegistry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+
+from carnet.access.context import Context
+from carnet.access.documents.repository import (
+    BinaryRow,
+    ContentRow,
+    DocumentRow,
+    author_rows,
+    binary,
+    by_id,
+    by_unique_ids,
+    contents_of,
+    history_row,
+    labels_text,
+    seal_document,
+)
+from carnet.access.facts import LoadedRecord
+from carnet.access.guard import NOT_FOUND
+from carnet.access.policy import Decision, DocumentFacts, UploadFacts
+from carnet.access.unit_of_work import Unit
+from carnet.cda.metadata import complete_from_cda
+from carnet.domain.actions import Action
+from carnet.domain.actors import ActorKind
+from carnet.domain.clock import new_id
+from carnet.domain.content import InlineContent, UploadedContent
+from carnet.domain.documents import (
+    DocumentStatus,
+    NewDocument,
+    Published,
+    PublishedDocument,
+    Submission,
+    SubmissionSetInput,
+)
+from carnet.domain.errors import (
+    Conflict,
+    CoreError,
+    NotFound,
+    Reason,
+    Refused,
+    Rejected,
+    TooLarge,
+)
+from carnet.domain.notifications import new_document_notices
+from carnet.store.batch import Check, Insert, Update
+from carnet.store.content import StagedBlob
+from carnet.store.envelope import pack
+from carnet.store.tables import (
+    binaries,
+    contents,
+    document_authors,
+    document_history,
+    documents,
+    record_professionals,
+    records,
+    submission_sets,
+)
+
+
+@dataclass(slots=True)
+class _Content:
+    """Where a new document's content is: staged now, stored before, or uploaded before."""
+
+    sha256: str
+    sha1: bytes
+    size: int
+    content_type: str
+    binary_id: str | None = None  # an uploaded Binary it names
+    staged: StagedBlob | None = None
+
+
+class Publisher:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.actor = ctx.actor
+        self.guard = ctx.guard
+
+    async def publish(self, submission: Submission) -> Published:
+        return await self.ctx.write(lambda unit: self._publish(unit, submission))
+
+    async def _publish(self, unit: Unit, sub: Submission) -> Published:
+        loaded = await self._patient(unit, sub)
+        record = loaded.record
+        rid = record.record_id
+        record.identity.require_qualified(
+            "a record whose INS is not qualified is not fed", traits=False
+        )
+        decisions: list[Decision] = []
+        for index, doc in enumerate(sub.documents):
+            try:
+                await self._complete(doc)
+                doc.entry.validate()
+                self._same_patient(loaded, doc)
+            except CoreError as exc:
+                if len(sub.documents) > 1:
+                    exc.at(f"documents[{index}]")
+                raise
+            decision = self.guard.allows(
+                Action.DOCUMENT_CREATE,
+                loaded.facts,
+                DocumentFacts(
+                    doc_id="",
+                    status=DocumentStatus.CURRENT,
+                    author_id=None,
+                    class_code=doc.entry.class_code,
+                    type_code=doc.entry.type_code,
+                ),
+            )
+            if not decision:
+                self.guard.trace(unit, Action.DOCUMENT_CREATE, decision, record_id=rid)
+                raise Refused(f"not allowed: {decision.reason}")
+            decisions.append(decision)  # traced below, naming the document
+        _same_unique_ids(sub)
+        now = self.ctx.now()
+        prior = await by_unique_ids(
+            unit, rid, [d.entry.unique_id for d in sub.documents if d.entry.unique_id]
+        )
+        contents_here: dict[str, ContentRow] = {}
+        published: list[PublishedDocument] = []
+        replaced: list[tuple[str, int]] = []
+        new_docs: list[tuple[NewDocument, str]] = []
+        rows: list[dict[str, object]] = []  # written once the submission set is known
+        authors: list[dict[str, Any]] = []
+        for index, doc in enumerate(sub.documents):
+            where = f"documents[{index}]" if len(sub.documents) > 1 else None
+            content = await self._content(unit, loaded, doc, where)
+            doc.entry.hash_sha1, doc.entry.size = content.sha1, content.size
+            old = prior.get(doc.entry.unique_id or "")
+            if old is not None:
+                published.append(self._duplicate(unit, doc, old, content, decisions[index]))
+                continue
+            doc_id = f"{rid}-{new_id()[:20]}"
+            if content.staged is not None:
+                found = await contents_of(unit, rid, [content.sha256])
+                if content.sha256 in found or content.sha256 in contents_here:
+                    content.staged = None  # the same content is stored once per record
+                else:
+                    contents_here[content.sha256] = self._store_content(unit, rid, content, now)
+            replaces = None
+            if doc.entry.replaces:
+                replaces = await self._supersede(unit, loaded, doc.entry.replaces, replaced)
+            binary_id = content.binary_id or doc_id
+            rows.append(
+                {
+                    "record_id": rid,
+                    "doc_id": doc_id,
+                    "unique_id": doc.entry.unique_id,
+                    "version_id": 1,
+                    "status": DocumentStatus.CURRENT.value,
+                    "archived": False,
+                    "class_code": doc.entry.class_code,
+                    "type_system": doc.entry.type_system,
+                    "type_code": doc.entry.type_code,
+                    "date": doc.entry.date or doc.entry.creation_time or now,
+                    "period_start": doc.entry.service_start,
+                    "period_end": doc.entry.service_stop,
+                    "facility_code": doc.entry.facility_code,
+                    "setting_code": doc.entry.setting_code,
+                    "format_code": doc.entry.format_code,
+                    "content_type": content.content_type,
+                    "security_labels": labels_text(doc.entry.confidentiality),
+                    "author_id": self._author_of(doc),
+                    "submission_set_id": None,
+                    "replaces_id": replaces,
+                    "binary_id": binary_id,
+                    "sha256": content.sha256,
+                    "size": content.size,
+                    "created_at": now,
+                    "last_updated": now,
+                    "resource": await seal_document(unit, rid, doc.entry, doc.source),
+                }
+            )
+            authors += author_rows(rid, doc_id, doc.entry)
+            self.guard.trace(
+                unit,
+                Action.DOCUMENT_CREATE,
+                decisions[index],
+                record_id=rid,
+                doc_id=doc_id,
+                detail=f"replaces {replaces}" if replaces else None,
+            )
+            for row in new_document_notices(
+                self.actor,
+                rid,
+                loaded.patient_id,
+                loaded.preferences,
+                doc_id,
+                doc.entry.title,
+                labels=doc.entry.confidentiality,
+                now=now,
+            ):
+                unit.notice(row)
+            published.append(PublishedDocument(doc.key, doc_id, 1, True, now, binary_id))
+            new_docs.append((doc, doc_id))
+        set_id = await self._submission_set(unit, loaded, sub.submission_set, published, now)
+        for row in rows:
+            row["submission_set_id"] = set_id
+        unit.add(Insert(documents, rows))
+        unit.add(Insert(document_authors, authors))
+        if self.actor.kind is ActorKind.PROFESSIONAL and new_docs:
+            unit.add(
+                Insert(
+                    record_professionals,
+                    [
+                        {
+                            "record_id": rid,
+                            "professional_id": self.actor.id,
+                            "relation": "fed",
+                            "first_at": now,
+                        }
+                    ],
+                    ignore_conflicts=True,
+                )
+            )
+        # the facts decided on must still hold when this commits
+        unit.add(Check(records, {"record_id": rid, "rules_version": loaded.rules_version}))
+        return Published(rid, set_id, published, replaced)
+
+    # -- steps ------------------------------------------------------------------------------------
+    async def _patient(self, unit: Unit, sub: Submission) -> LoadedRecord:
+        ref = sub.patient
+        if ref.record_id is not None:
+            loaded = await self.ctx.facts.load(unit, ref.record_id)
+        else:
+            assert ref.ins is not None
+            loaded = await self.ctx.facts.load_by_ins(unit, ref.ins)
+        if loaded is None or loaded.record.state.value == "destroyed":
+            raise NotFound(
+                "no record for this patient: open it first (with the patient's consent)",
+                field="submission.patient",
+            )
+        return loaded
+
+    async def _complete(self, doc: NewDocument) -> None:
+        if isinstance(doc.content, InlineContent):
+            complete_from_cda(doc.entry, doc.content.data, doc.content.content_type)
+
+    def _same_patient(self, loaded: LoadedRecord, doc: NewDocument) -> None:
+        ins = loaded.record.identity.ins
+        entry = doc.entry
+        if entry.patient_value == loaded.record_id and not entry.patient_system:
+            return  # named by the record's id: this very record
+        if entry.patient_value and (
+            entry.patient_value.upper() != ins.value
+            or (entry.patient_system and entry.patient_system != ins.system)
+        ):
+            raise Rejected(
+                "the document is for another patient than the submission",
+                field="document.patient",
+                reason=Reason.MISMATCH,
+            )
+
+    def _author_of(self, doc: NewDocument) -> str:
+        """Who the rules treat as the document's author: the patient for what a patient (or a
+        representative) adds; otherwise the author named in the metadata (a system may submit
+        for the professional who wrote it)."""
+        if self.actor.kind is ActorKind.PATIENT:
+            return self.actor.id
+        rpps = doc.entry.author_rpps()
+        return f"rpps:{rpps}" if rpps else self.actor.id
+
+    async def _content(
+        self, unit: Unit, loaded: LoadedRecord, doc: NewDocument, where: str | None
+    ) -> _Content:
+        entry = doc.entry
+        try:
+            if isinstance(doc.content, UploadedContent):
+                return await self._uploaded(unit, loaded, doc.content.binary_id, doc)
+            data = doc.content
+            declared = data.content_type
+            if declared and entry.content_type and _media(declared) != _media(entry.content_type):
+                raise Rejected(
+                    f"the content's media type {declared!r} contradicts the document's "
+                    f"{entry.content_type!r}",
+                    field="content.content_type",
+                    reason=Reason.MISMATCH,
+                )
+            if entry.size is not None and entry.size != len(data.data):
+                raise Rejected(
+                    f"the content has {len(data.data)} bytes but the document says {entry.size}",
+                    field="document.size",
+                    reason=Reason.MISMATCH,
+                )
+            staged = await unit.stage(loaded.record_id, data.data)
+            if entry.hash_sha1 is not None and entry.hash_sha1 != staged.info.sha1:
+                raise Rejected(
+                    f"the content's SHA-1 is {staged.info.sha1.hex()} but the document says "
+                    f"{entry.hash_sha1.hex()}",
+                    field="document.hash",
+                    reason=Reason.MISMATCH,
+                )
+            return _Content(
+                staged.info.sha256,
+                staged.info.sha1,
+                staged.info.size,
+                entry.content_type or declared or "application/octet-stream",
+                staged=staged,
+            )
+        except CoreError as exc:
+            if where:
+                exc.at(where)
+            raise
+
+    async def _uploaded(
+        self, unit: Unit, loaded: LoadedRecord, binary_id: str, doc: NewDocument
+    ) -> _Content:
+        found: BinaryRow | None = await binary(unit, loaded.record_id, binary_id)
+        decision = self.guard.allows(
+            Action.BINARY_ATTACH,
+            loaded.facts,
+            upload=UploadFacts(
+                by_actor=found is not None and found.created_by == self.actor.id, attached=False
+            ),
+        )
+        self.guard.trace(
+            unit, Action.BINARY_ATTACH, decision, record_id=loaded.record_id, detail=binary_id
+        )
+        if found is None or not decision:
+            raise Rejected(
+                f"Binary/{binary_id} is not content you uploaded for this patient",
+                field="content.binary",
+                reason=Reason.NOT_FOUND,
+            )
+        entry = doc.entry
+        if entry.size is not None and entry.size != found.content.size:
+            raise Rejected(
+                f"Binary/{binary_id} has {found.content.size} bytes, the document says "
+                f"{entry.size}",
+                field="document.size",
+                reason=Reason.MISMATCH,
+            )
+        if entry.hash_sha1 is not None and entry.hash_sha1 != found.content.sha1:
+            raise Rejected(
+                f"Binary/{binary_id}'s SHA-1 contradicts the document's hash",
+                field="document.hash",
+                reason=Reason.MISMATCH,
+            )
+        return _Content(
+            found.sha256, found.content.sha1, found.content.size, found.content_type, binary_id
+        )
+
+    def _store_content(self, unit: Unit, rid: str, content: _Content, now: object) -> ContentRow:
+        staged = content.staged
+        assert staged is not None
+        unit.add(
+            Insert(
+                contents,
+                [
+                    {
+                        "record_id": rid,
+                        "sha256": staged.info.sha256,
+                        "blob_id": staged.info.blob_id,
+                        "size": staged.info.size,
+                        "sha1": staged.info.sha1,
+                        "created_at": now,
+                        "store": staged.store,
+                    }
+                ],
+            )
+        )
+        unit.keep_content(staged)
+        return ContentRow(
+            staged.info.sha256,
+            staged.info.blob_id,
+            staged.info.size,
+            staged.info.sha1,
+            staged.store,
+        )
+
+    def _duplicate(
+        self,
+        unit: Unit,
+        doc: NewDocument,
+        old: DocumentRow,
+        content: _Content,
+        decision: Decision,
+    ) -> PublishedDocument:
+        """The same uniqueId again: the same document if the content is the same."""
+        content.staged = None
+        if old.m["sha256"] != content.sha256:
+            raise Conflict(
+                f"uniqueId {doc.entry.unique_id} is already used by another document with other "
+                "content (XDSDuplicateUniqueIdInRegistry)",
+                field="document.unique_id",
+                reason=Reason.DUPLICATE,
+            )
+        self.guard.trace(
+            unit,
+            Action.DOCUMENT_CREATE,
+            decision,
+            record_id=old.record_id,
+            doc_id=old.doc_id,
+            detail="duplicate uniqueId: already stored",
+        )
+        return PublishedDocument(
+            doc.key,
+            old.doc_id,
+            int(old.m["version_id"]),
+            False,
+            old.m["last_updated"],
+            old.m["binary_id"],
+        )
+
+    async def _supersede(
+        self, unit: Unit, loaded: LoadedRecord, target_id: str, replaced: list[tuple[str, int]]
+    ) -> str:
+        target = await by_id(unit, target_id)
+        if target is None or target.record_id != loaded.record_id:
+            raise Rejected(
+                f"the document replaced ({target_id}) is not a document of this patient's record",
+                field="document.replaces",
+                reason=Reason.NOT_FOUND,
+            )
+        self.guard.check(
+            unit,
+            Action.DOCUMENT_REPLACE,
+            loaded.facts,
+            target.facts,
+            hide=False,
+            about=f"document {target_id}",
+        )
+        if target.m["status"] != DocumentStatus.CURRENT.value:
+            raise Conflict(
+                f"the document replaced ({target_id}) is {target.m['status']}: only a current "
+                "document can be replaced",
+                field="document.replaces",
+                reason=Reason.STATE,
+            )
+        now = self.ctx.now()
+        version = int(target.m["version_id"])
+        unit.add(
+            Update(
+                documents,
+                where={"record_id": loaded.record_id, "doc_id": target_id, "version_id": version},
+                values={
+                    "status": DocumentStatus.SUPERSEDED.value,
+                    "version_id": version + 1,
+                    "last_updated": now,
+                },
+            )
+        )
+        unit.add(Insert(document_history, [history_row(target)]))
+        replaced.append((target_id, version + 1))
+        return target_id
+
+    async def _submission_set(
+        self,
+        unit: Unit,
+        loaded: LoadedRecord,
+        ss: SubmissionSetInput | None,
+        published: list[PublishedDocument],
+        now: object,
+    ) -> str | None:
+        if ss is None:
+            return None
+        rid = loaded.record_id
+        existing = (
+            await unit.conn.execute(
+                select(submission_sets.c.set_id).where(
+                    submission_sets.c.record_id == rid, submission_sets.c.unique_id == ss.unique_id
+                )
+            )
+        ).first()
+        created = any(d.created for d in published)
+        if existing is not None:
+            if created:
+                raise Conflict(
+                    f"submission set uniqueId {ss.unique_id} was already used for other documents",
+                    field="submission.unique_id",
+                    reason=Reason.DUPLICATE,
+                )
+            return str(existing[0])
+        if published and not created:
+            # every document was stored before: answer with the set that brought the first one
+            first = await by_id(unit, published[0].doc_id)
+            if first is not None and first.m["submission_set_id"]:
+                return str(first.m["submission_set_id"])
+        set_id = f"{rid}-{new_id()[:20]}"
+        listed = orjson.dumps({"documents": [d.doc_id for d in published]})
+        unit.add(
+            Insert(
+                submission_sets,
+                [
+                    {
+                        "record_id": rid,
+                        "set_id": set_id,
+                        "unique_id": ss.unique_id,
+                        "source_id": ss.source_id,
+                        "submission_time": ss.submission_time,
+                        "author_id": ss.author_id,
+                        "created_at": now,
+                        "resource": await unit.seal(rid, pack(listed, ss.source)),
+                    }
+                ],
+            )
+        )
+        return set_id
+
+    # -- content uploaded before its metadata (a raw Binary) ----------------------------------
+    async def upload(
+        self, record_id: str, content_type: str, chunks: AsyncIterator[bytes]
+    ) -> tuple[str, int]:
+        """Stream raw content into the store for a later document; (binary id, size)."""
+
+        async def check(unit: Unit) -> None:
+            """Refuse before reading the stream; the decision is traced when it is stored."""
+            loaded = await self.ctx.facts.load(unit, record_id)
+            decision = self.guard.allows(Action.BINARY_CREATE, loaded.facts if loaded else None)
+            if not decision:
+                self.guard.trace(
+                    unit, Action.BINARY_CREATE, decision, record_id=record_id if loaded else None
+                )
+                raise (
+                    NotFound(NOT_FOUND)
+                    if loaded is None
+                    else Refused(f"not allowed: {decision.reason}")
+                )
+
+        await self.ctx.read(check)
+        upload = await self.ctx.upload(record_id)
+        limit = self.ctx.limits.max_upload_bytes
+        try:
+            async for chunk in chunks:
+                if upload.size + len(chunk) > limit:
+                    raise TooLarge(f"content exceeds the {limit}-byte limit", field="content")
+                await upload.write(chunk)
+            staged = await upload.finish()
+        except BaseException:
+            await upload.abort()
+            raise
+        binary_id = f"{record_id}-{new_id()[:20]}"
+
+        async def store(unit: Unit) -> bool:
+            """Name the uploaded content; True if it is new to the record (kept)."""
+            loaded = await self.ctx.facts.load(unit, record_id)
+            self.guard.check(
+                unit,
+                Action.BINARY_CREATE,
+                loaded.facts if loaded else None,
+                record_id=record_id,
+                detail=f"Binary/{binary_id} {staged.info.size} bytes",
+                hide=loaded is None,
+            )
+            assert loaded is not None
+            now = self.ctx.now()
+            found = await contents_of(unit, record_id, [staged.info.sha256])
+            new = staged.info.sha256 not in found
+            if new:
+                unit.add(
+                    Insert(
+                        contents,
+                        [
+                            {
+                                "record_id": record_id,
+                                "sha256": staged.info.sha256,
+                                "blob_id": staged.info.blob_id,
+                                "size": staged.info.size,
+                                "sha1": staged.info.sha1,
+                                "created_at": now,
+                                "store": staged.store,
+                            }
+                        ],
+                    )
+                )
+            unit.add(
+                Insert(
+                    binaries,
+                    [
+                        {
+                            "record_id": record_id,
+                            "binary_id": binary_id,
+                            "sha256": staged.info.sha256,
+                            "content_type": content_type,
+                            "created_by": self.actor.id,
+                            "created_at": now,
+                        }
+                    ],
+                )
+            )
+            unit.add(
+                Check(records, {"record_id": record_id, "rules_version": loaded.rules_version})
+            )
+            return new
+
+        try:
+            kept = await self.ctx.write(store)
+        except BaseException:
+            await self.ctx.settle(staged, keep=False)
+            raise
+        await self.ctx.settle(staged, keep=kept)
+        return binary_id, staged.info.size
+
+
+def _same_unique_ids(sub: Submission) -> None:
+    """Two documents of one submission with one uniqueId: the same document sent twice is
+    stored once; with other content it is refused (XDSDuplicateUniqueIdInRegistry)."""
+    seen: dict[str, NewDocument] = {}
+    for doc in sub.documents:
+        uid = doc.entry.unique_id or ""
+        first = seen.setdefault(uid, doc)
+        if first is doc:
+            continue
+        same = (
+            isinstance(first.content, InlineContent)
+            and isinstance(doc.content, InlineContent)
+            and first.content.data == doc.content.data
+        )
+        if not same:
+            raise Conflict(
+                f"uniqueId {uid} is used by two documents of this submission with other "
+                "content (XDSDuplicateUniqueIdInRegistry)",
+                field="document.unique_id",
+                reason=Reason.DUPLICATE,
+            )
+
+
+def _media(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()

@@ -1,0 +1,377 @@
+"""Finding documents and submission sets (dmp.md §3; DMP TD3.1; IHE MHD ITI-67 and ITI-66).
+
+A search is one decision per record it looks into (``document.search``: may this actor find
+anything in this record at all), traced with what it returned; then every row is decided on its
+own (``document.read``, the same decision a read takes), so that a search never shows what a
+read would refuse. Rows are read in pages by keyset (``LIMIT`` in SQL), each page decided, until
+the page asked for is full: the cost follows what is returned, not what the record holds. The
+total counts what the caller may read, and costs one more pass only when the page did not
+already see every candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, or_, select
+from sqlalchemy.sql import ColumnElement
+
+from carnet.access.context import Context
+from carnet.access.documents.repository import (
+    FACT_COLUMNS,
+    DocumentRow,
+    facts_of_row,
+    open_document,
+)
+from carnet.access.facts import LoadedRecord
+from carnet.access.policy import Decision
+from carnet.access.records.repository import open_record
+from carnet.access.unit_of_work import Unit
+from carnet.domain.actions import Action
+from carnet.domain.actors import AccessMode, ActorKind
+from carnet.domain.documents import DocumentPage, DocumentStatus, StoredSubmissionSet
+from carnet.domain.errors import Invalid, Reason
+from carnet.domain.notifications import access_notices
+from carnet.domain.records import RecordState
+from carnet.domain.search import DocumentCriteria, ListCriteria, TokenParam
+from carnet.store.doc_query import document_conditions, list_conditions
+from carnet.store.envelope import unpack
+from carnet.store.tables import consents, documents, records, representatives, submission_sets
+
+SLACK = 8  # rows read beyond the page, so that a few refused rows cost no second query
+MAX_NAMED = 100
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What a search met, record by record."""
+
+    loaded: dict[str, LoadedRecord] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)  # document.search, per record
+    returned: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Searcher:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.actor = ctx.actor
+        self.guard = ctx.guard
+
+    # -- which records -----------------------------------------------------------------------
+    async def _named(
+        self, unit: Unit, record_ids: list[list[str]], identifiers: TokenParam
+    ) -> list[str] | None:
+        """The records a search names (every group of ``patient`` and ``patient.identifier``
+        must match: their intersection), None when it names none."""
+        groups: list[set[str]] = [set(g) for g in record_ids]
+        for values in identifiers:
+            ors = []
+            for t in values:
+                cond = records.c.ins_value == t.code.upper()
+                if t.system:
+                    cond = and_(cond, records.c.ins_oid == t.system.removeprefix("urn:oid:"))
+                ors.append(cond)
+            rows = await unit.conn.execute(select(records.c.record_id).where(or_(*ors)))
+            groups.append({r[0] for r in rows})
+        if not groups:
+            return None
+        named = set.intersection(*groups)
+        if len(named) > MAX_NAMED:
+            raise Invalid(
+                f"the search names {len(named)} patients; at most {MAX_NAMED} at once",
+                field="patient",
+                reason=Reason.LIMIT,
+            )
+        return sorted(named)
+
+    def _reachable(self) -> Any:
+        """The records whose documents this actor may possibly be shown, when the search names
+        none (SQL). It only keeps such a search from scanning other records; every record met
+        is then decided, and every row."""
+        active = records.c.state == RecordState.ACTIVE.value
+        if self.actor.kind is ActorKind.PATIENT:
+            ins = self.actor.ins or ""
+            return select(records.c.record_id).where(
+                records.c.state != RecordState.DESTROYED.value,
+                or_(
+                    records.c.ins_value == ins,
+                    records.c.record_id.in_(
+                        select(representatives.c.record_id).where(
+                            representatives.c.representative_ins == ins
+                        )
+                    ),
+                ),
+            )
+        if self.actor.kind is ActorKind.PROFESSIONAL:
+            if self.actor.mode is not AccessMode.NORMAL:
+                raise Invalid(
+                    "an emergency access (bris_de_glace, centre_15) names its patient",
+                    field="patient",
+                    reason=Reason.MISSING,
+                )
+            names = [v for v in (self.actor.rpps, self.actor.structure) if v]
+            return select(records.c.record_id).where(
+                active,
+                or_(
+                    records.c.treating_physician == self.actor.id,
+                    records.c.record_id.in_(
+                        select(consents.c.record_id).where(
+                            consents.c.actor_value.in_(names),
+                            consents.c.status == "active",
+                            consents.c.decision == "permit",
+                        )
+                    ),
+                    records.c.record_id.in_(
+                        select(documents.c.record_id).where(documents.c.author_id == self.actor.id)
+                    ),
+                ),
+            )
+        return None
+
+    async def _decide_records(self, unit: Unit, scan: _Scan, record_ids: Sequence[str]) -> None:
+        new = [r for r in record_ids if r not in scan.loaded]
+        if not new:
+            return
+        scan.loaded.update(await self.ctx.facts.load_many(unit, new))
+        for rid in new:
+            one = scan.loaded.get(rid)
+            if one is not None:
+                scan.decisions[rid] = self.guard.allows(Action.DOCUMENT_SEARCH, one.facts)
+
+    # -- ITI-67 ---------------------------------------------------------------------------------
+    async def search(self, criteria: DocumentCriteria) -> DocumentPage:
+        async def operation(unit: Unit) -> DocumentPage:
+            scan = _Scan()
+            named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
+            conds: list[ColumnElement[bool]] = document_conditions(criteria)
+            conds.append(documents.c.status != DocumentStatus.DELETED.value)
+            if criteria.archived is not None:
+                conds.append(documents.c.archived == criteria.archived)
+            elif not (criteria.ids or criteria.identifier):
+                conds.append(documents.c.archived == False)  # noqa: E712 - SQL expression
+            if named is not None:
+                await self._decide_records(unit, scan, named)
+                allowed = [r for r, d in scan.decisions.items() if d]
+                conds.append(documents.c.record_id.in_(allowed))
+            else:
+                reach = self._reachable()
+                if reach is None:
+                    return DocumentPage([], 0, None, [])
+                conds.append(documents.c.record_id.in_(reach))
+            rows, more, exhausted = await self._page(unit, scan, conds, criteria)
+            total = len(rows)
+            if not (exhausted and criteria.cursor is None):
+                total = await self._count(unit, scan, conds)
+            items = [await open_document(unit, r) for r in rows]
+            for doc in items:
+                scan.returned.setdefault(doc.record_id, []).append(doc.doc_id)
+            self._trace(unit, scan, named)
+            included = []
+            if criteria.include_subject:
+                for rid in scan.returned:
+                    one = scan.loaded[rid]
+                    if self.guard.allows(Action.RECORD_READ, one.facts):
+                        included.append(await open_record(unit, one.record, one.sealed))
+            last = items[-1] if items else None
+            next_cursor = (last.date, last.doc_id) if more and last and last.date else None
+            return DocumentPage(items, total, next_cursor, included)
+
+        return await self.ctx.read(operation)
+
+    def _order(self, criteria: DocumentCriteria) -> tuple[Any, ...]:
+        d = documents.c
+        return (d.date.desc(), d.doc_id.desc()) if criteria.sort_desc else (d.date, d.doc_id)
+
+    def _after(self, key: tuple[datetime, str], desc: bool) -> ColumnElement[bool]:
+        d = documents.c
+        date, doc_id = key
+        if desc:
+            return or_(d.date < date, and_(d.date == date, d.doc_id < doc_id))
+        return or_(d.date > date, and_(d.date == date, d.doc_id > doc_id))
+
+    async def _page(
+        self,
+        unit: Unit,
+        scan: _Scan,
+        conds: list[ColumnElement[bool]],
+        criteria: DocumentCriteria,
+    ) -> tuple[list[DocumentRow], bool, bool]:
+        """The rows of the page (each decided), whether more follow, and whether every
+        candidate was seen."""
+        want = criteria.count + 1
+        out: list[DocumentRow] = []
+        key = criteria.cursor
+        while True:
+            page_conds = list(conds)
+            if key is not None:
+                page_conds.append(self._after(key, criteria.sort_desc))
+            limit = want - len(out) + SLACK
+            rows = [
+                DocumentRow(r._mapping)
+                for r in await unit.conn.execute(
+                    select(documents)
+                    .where(*page_conds)
+                    .order_by(*self._order(criteria))
+                    .limit(limit)
+                )
+            ]
+            await self._decide_records(unit, scan, [r.record_id for r in rows])
+            for row in rows:
+                if self._visible(scan, row.record_id, row.m):
+                    out.append(row)
+                    if len(out) == want:
+                        return out[: criteria.count], True, False
+            if len(rows) < limit:
+                return out, False, True
+            key = (rows[-1].m["date"], rows[-1].doc_id)
+
+    def _visible(self, scan: _Scan, record_id: str, m: Any) -> bool:
+        decision = scan.decisions.get(record_id)
+        if not decision:
+            return False
+        return bool(
+            self.guard.allows(Action.DOCUMENT_READ, scan.loaded[record_id].facts, facts_of_row(m))
+        )
+
+    async def _count(self, unit: Unit, scan: _Scan, conds: list[ColumnElement[bool]]) -> int:
+        """Every candidate's facts only, decided one by one: the total a read would allow."""
+        rows = (await unit.conn.execute(select(*FACT_COLUMNS).where(*conds))).all()
+        await self._decide_records(unit, scan, sorted({r._mapping["record_id"] for r in rows}))
+        return sum(1 for r in rows if self._visible(scan, r._mapping["record_id"], r._mapping))
+
+    def _trace(self, unit: Unit, scan: _Scan, named: list[str] | None) -> None:
+        """One ``document.search`` per record looked into: every record named, and the records
+        a search naming none returned documents of."""
+        traced = sorted(named if named is not None else scan.returned)
+        for rid in traced:
+            decision = scan.decisions.get(rid)
+            if decision is None:
+                continue  # no such record: nothing to trace it on
+            returned = scan.returned.get(rid, [])
+            self.guard.trace(
+                unit,
+                Action.DOCUMENT_SEARCH,
+                decision,
+                record_id=rid,
+                detail="returned " + " ".join(returned) if decision else None,
+            )
+            if returned and self.actor.kind is ActorKind.PROFESSIONAL:
+                one = scan.loaded[rid]
+                for row in access_notices(
+                    self.actor,
+                    rid,
+                    one.patient_id,
+                    one.preferences,
+                    None,
+                    one.record.treating_physician,
+                ):
+                    unit.notice(row)
+
+    # -- ITI-66 ---------------------------------------------------------------------------------
+    async def lists(
+        self, criteria: ListCriteria
+    ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+        """Submission sets, each shown with only the documents the caller may read, and not at
+        all when it has none; ``total`` and paging count what is shown."""
+
+        async def operation(
+            unit: Unit,
+        ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+            scan = _Scan()
+            named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
+            conds = list_conditions(criteria)
+            s = submission_sets.c
+            if criteria.set_ids:
+                conds.append(s.set_id.in_(criteria.set_ids))
+            if named is not None:
+                await self._decide_records(unit, scan, named)
+                conds.append(s.record_id.in_([r for r, d in scan.decisions.items() if d]))
+            else:
+                reach = self._reachable()
+                if reach is None:
+                    return [], 0, None
+                conds.append(s.record_id.in_(reach))
+            sets = (
+                await unit.conn.execute(
+                    select(s.record_id, s.set_id, s.submission_time)
+                    .where(*conds)
+                    .order_by(s.submission_time.desc(), s.set_id.desc())
+                )
+            ).all()
+            await self._decide_records(unit, scan, sorted({r.record_id for r in sets}))
+            visible: dict[str, list[str]] = {}
+            if sets:
+                d = documents.c
+                doc_rows = await unit.conn.execute(
+                    select(d.submission_set_id, *FACT_COLUMNS)
+                    .where(
+                        d.record_id.in_({r.record_id for r in sets}),
+                        d.submission_set_id.in_([r.set_id for r in sets]),
+                    )
+                    .order_by(d.doc_id)
+                )
+                for m in (r._mapping for r in doc_rows):
+                    if self._visible(scan, m["record_id"], m):
+                        visible.setdefault(m["submission_set_id"], []).append(m["doc_id"])
+            shown = [r for r in sets if visible.get(r.set_id)]
+            start = 0
+            if criteria.cursor is not None:
+                key = criteria.cursor
+                start = next(
+                    (i for i, r in enumerate(shown) if (r.submission_time, r.set_id) < key),
+                    len(shown),
+                )
+            page = shown[start : start + criteria.count]
+            out: list[StoredSubmissionSet] = []
+            if page:
+                full = {
+                    r.set_id: r._mapping
+                    for r in await unit.conn.execute(
+                        select(submission_sets).where(
+                            s.record_id.in_({r.record_id for r in page}),
+                            s.set_id.in_([r.set_id for r in page]),
+                        )
+                    )
+                }
+                for r in page:
+                    m = full[r.set_id]
+                    core, source = unpack(await unit.unseal(r.record_id, bytes(m["resource"])))
+                    shown_docs = _in_order(visible[r.set_id], core)
+                    out.append(
+                        StoredSubmissionSet(
+                            record_id=m["record_id"],
+                            set_id=m["set_id"],
+                            unique_id=m["unique_id"],
+                            source_id=m["source_id"],
+                            submission_time=m["submission_time"],
+                            author_id=m["author_id"],
+                            created_at=m["created_at"],
+                            documents=shown_docs,
+                            source=source,
+                        )
+                    )
+            for rid in sorted({r.record_id for r in page}):
+                self.guard.trace(
+                    unit,
+                    Action.LIST_SEARCH,
+                    scan.decisions[rid],
+                    record_id=rid,
+                    detail="returned " + " ".join(x.set_id for x in page if x.record_id == rid),
+                )
+            nxt = None
+            if start + criteria.count < len(shown) and page:
+                nxt = (page[-1].submission_time, page[-1].set_id)
+            return out, len(shown), nxt
+
+        return await self.ctx.read(operation)
+
+
+def _in_order(doc_ids: list[str], core: bytes | None) -> list[str]:
+    """A submission set's documents in the order it carried them."""
+    order: list[str] = orjson.loads(core)["documents"] if core else []
+    rank = {d: n for n, d in enumerate(order)}
+    return sorted(doc_ids, key=lambda d: (rank.get(d, len(order)), d))

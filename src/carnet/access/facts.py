@@ -1,0 +1,202 @@
+"""The fact loader: what the policy needs to know of records, for one actor, read in the unit of
+work that will write (or trace) what is decided on them.
+
+One read gathers, for each record asked (one, or a batch for a search over many): the record's
+row (state, emergency consents, médecin traitant, ``rules_version``), the acting professional's
+authorisations and blocks (their own and their care team's), whether the acting person is a
+legal representative, the patient's notification preferences and the head of the record's
+trace chain. :func:`record_facts` turns them into the policy's :class:`RecordFacts`; nothing
+else is read (``decide`` needs nothing else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from carnet.access.policy import RecordFacts
+from carnet.access.records.repository import record_of_row
+from carnet.access.unit_of_work import Unit
+from carnet.domain.actors import Actor, ActorKind
+from carnet.domain.clock import utcnow
+from carnet.domain.ins import Ins
+from carnet.domain.notifications import Preferences
+from carnet.domain.records import Record, RecordState
+from carnet.store.preferences import preferences_of_row
+from carnet.store.tables import (
+    audit_heads,
+    consents,
+    notification_preferences,
+    records,
+    representatives,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRecord:
+    """A record as read for one actor: its row, the policy's facts, what writes check."""
+
+    record: Record  # identity traits blank: see records.repository.open_record
+    facts: RecordFacts
+    rules_version: int
+    sealed: bytes  # the record's sealed envelope
+    preferences: Preferences
+
+    @property
+    def record_id(self) -> str:
+        return self.record.record_id
+
+    @property
+    def patient_id(self) -> str:
+        """The patient's actor id (``ins:<INS>``), to whom notifications go."""
+        return f"ins:{self.record.identity.ins.value}"
+
+
+def _consent_names(actor: Actor) -> list[str]:
+    """The values an authorisation or a block of this actor is recorded under."""
+    if actor.kind is not ActorKind.PROFESSIONAL:
+        return []
+    names = [actor.rpps] if actor.rpps else []
+    if actor.structure:
+        names.append(actor.structure)
+    return names
+
+
+def record_facts(
+    actor: Actor,
+    record: Record,
+    consent_rows: Iterable[tuple[str, str, str]],
+    representative: bool,
+    now: datetime,
+) -> RecordFacts:
+    """The policy's facts of ``record`` for ``actor``: ``consent_rows`` are the active
+    (decision, actor kind, actor value) rows naming the actor or their structure."""
+    authorised = blocked = False
+    if actor.kind is ActorKind.PROFESSIONAL:
+        for decision, kind, value in consent_rows:
+            if kind == "professional" and value == actor.rpps:
+                if decision == "deny":
+                    blocked = True
+                else:
+                    authorised = True
+            elif kind == "structure" and value == actor.structure and decision == "permit":
+                authorised = True  # care-team presumption (R1111-46)
+    return RecordFacts(
+        record_id=record.record_id,
+        state=record.state,
+        ins=record.identity.ins.value,
+        authorised=authorised,
+        blocked=blocked,
+        is_treating_physician=(
+            actor.kind is ActorKind.PROFESSIONAL and record.treating_physician == actor.id
+        ),
+        is_representative=representative,
+        allows_centre15=record.emergency.centre15,
+        allows_bris_de_glace=record.emergency.bris_de_glace,
+        allows_masked_in_emergency=record.emergency.masked,
+        now=now,
+        closed_at=record.closed_at,
+    )
+
+
+def candidate_facts(ins: Ins, now: datetime) -> RecordFacts:
+    """The facts of a record about to be opened for ``ins``."""
+    return RecordFacts(record_id="", state=RecordState.ACTIVE, ins=ins.value, now=now)
+
+
+class FactLoader:
+    def __init__(self, actor: Actor, clock: Callable[[], datetime] = utcnow) -> None:
+        self.actor = actor
+        self.clock = clock
+
+    async def load(self, unit: Unit, record_id: str) -> LoadedRecord | None:
+        return (await self.load_many(unit, [record_id])).get(record_id)
+
+    async def load_by_ins(self, unit: Unit, ins: Ins) -> LoadedRecord | None:
+        row = (
+            await unit.conn.execute(
+                select(records.c.record_id).where(
+                    records.c.ins_oid == ins.oid, records.c.ins_value == ins.value
+                )
+            )
+        ).first()
+        return await self.load(unit, row[0]) if row is not None else None
+
+    async def load_many(self, unit: Unit, record_ids: Iterable[str]) -> dict[str, LoadedRecord]:
+        ids = sorted({r for r in record_ids if r})
+        if not ids:
+            return {}
+        np = notification_preferences.c
+        rows = (
+            await unit.conn.execute(
+                select(
+                    records,
+                    audit_heads.c.seq.label("head_seq"),
+                    audit_heads.c.hash.label("head_hash"),
+                    np.email,
+                    np.new_documents,
+                    np.access_mode,
+                    np.portal,
+                )
+                .outerjoin(audit_heads, audit_heads.c.record_id == records.c.record_id)
+                .outerjoin(notification_preferences, np.record_id == records.c.record_id)
+                .where(records.c.record_id.in_(ids))
+            )
+        ).all()
+        if not rows:
+            return {}
+        found = [r._mapping for r in rows]
+        names = _consent_names(self.actor)
+        granted: dict[str, list[tuple[str, str, str]]] = {}
+        if names:
+            for rid, decision, kind, value in await unit.conn.execute(
+                select(
+                    consents.c.record_id,
+                    consents.c.decision,
+                    consents.c.actor_kind,
+                    consents.c.actor_value,
+                ).where(
+                    consents.c.record_id.in_([m["record_id"] for m in found]),
+                    consents.c.actor_value.in_(names),
+                    consents.c.status == "active",
+                )
+            ):
+                granted.setdefault(rid, []).append((decision, kind, value))
+        represented: set[str] = set()
+        if self.actor.kind is ActorKind.PATIENT and self.actor.ins:
+            represented = {
+                r[0]
+                for r in await unit.conn.execute(
+                    select(representatives.c.record_id).where(
+                        representatives.c.record_id.in_([m["record_id"] for m in found]),
+                        representatives.c.representative_ins == self.actor.ins,
+                    )
+                )
+            }
+        now = self.clock()
+        return {m["record_id"]: self._loaded(unit, m, granted, represented, now) for m in found}
+
+    def _loaded(
+        self,
+        unit: Unit,
+        m: Any,
+        granted: dict[str, list[tuple[str, str, str]]],
+        represented: set[str],
+        now: datetime,
+    ) -> LoadedRecord:
+        record = record_of_row(m)
+        rid = record.record_id
+        if m["head_seq"] is not None:
+            unit.heads[rid] = (int(m["head_seq"]), str(m["head_hash"]))
+        representative = rid in represented and self.actor.ins != record.identity.ins.value
+        return LoadedRecord(
+            record=record,
+            facts=record_facts(self.actor, record, granted.get(rid, ()), representative, now),
+            rules_version=int(m["rules_version"]),
+            sealed=bytes(m["resource"]),
+            preferences=preferences_of_row(m),
+        )
