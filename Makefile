@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck contracts pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
 pytest: $(STAMP)
 	@if [ -z "$$CARNET_TEST_DATABASE_URL" ] && $(BIN)/python -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))" 2>/dev/null; then \
 	  export CARNET_TEST_DATABASE_URL=$(PG_TEST_URL); \
@@ -34,7 +37,7 @@ pytest: $(STAMP)
 	fi; \
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck contracts pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

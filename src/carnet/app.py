@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -88,16 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
         return outcome_response(400, "invalid", f"invalid request: {exc.errors()[:3]}")
-
-    @app.exception_handler(OperationalError)
-    async def store_busy(request: Request, exc: OperationalError) -> Response:
-        if "database is locked" in str(exc.orig):
-            log.warning("store busy on %s %s", request.method, request.url.path)
-            return outcome_response(
-                503, "transient", "the store is busy; try again", headers={"Retry-After": "1"}
-            )
-        log.exception("database error on %s %s", request.method, request.url.path)
-        return outcome_response(500, "exception", "internal error; it was logged")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -36,5 +36,9 @@ def outcome_response(
 
 
 def error_response(exc: FhirError) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="carnet"'} if exc.status == 401 else None
+    headers = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="carnet"'}
+    elif exc.status == 503:
+        headers = {"Retry-After": "1"}
     return outcome_response(exc.status, exc.code, exc.message, exc.expression, headers)
