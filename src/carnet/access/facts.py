@@ -108,6 +108,23 @@ def candidate_facts(ins: Ins, now: datetime) -> RecordFacts:
     return RecordFacts(record_id="", state=RecordState.ACTIVE, ins=ins.value, now=now)
 
 
+_PG_FACTS = """
+SELECT r.*, h.seq AS head_seq, h.hash AS head_hash,
+       np.email, np.new_documents, np.access_mode, np.portal,
+       (SELECT array_agg(c.decision || ' ' || c.actor_kind || ' ' || c.actor_value)
+          FROM consents c
+         WHERE c.record_id = r.record_id AND c.status = 'active'
+           AND c.actor_value = ANY($1::text[])) AS granted,
+       EXISTS (SELECT 1 FROM representatives p
+                WHERE p.record_id = r.record_id AND p.representative_ins = $2) AS represented
+  FROM records r
+  LEFT JOIN audit_heads h ON h.record_id = r.record_id
+  LEFT JOIN notification_preferences np ON np.record_id = r.record_id
+"""
+PG_BY_IDS = _PG_FACTS + " WHERE r.record_id = ANY($3::text[])"
+PG_BY_INS = _PG_FACTS + " WHERE r.ins_oid = $3 AND r.ins_value = $4"
+
+
 class FactLoader:
     def __init__(self, actor: Actor, clock: Callable[[], datetime] = utcnow) -> None:
         self.actor = actor
@@ -117,6 +134,9 @@ class FactLoader:
         return (await self.load_many(unit, [record_id])).get(record_id)
 
     async def load_by_ins(self, unit: Unit, ins: Ins) -> LoadedRecord | None:
+        if unit.pg:
+            found = await self._load_pg(unit, PG_BY_INS, ins.oid, ins.value)
+            return next(iter(found.values()), None)
         row = (
             await unit.conn.execute(
                 select(records.c.record_id).where(
@@ -130,6 +150,8 @@ class FactLoader:
         ids = sorted({r for r in record_ids if r})
         if not ids:
             return {}
+        if unit.pg:
+            return await self._load_pg(unit, PG_BY_IDS, ids)
         np = notification_preferences.c
         rows = (
             await unit.conn.execute(
@@ -179,6 +201,20 @@ class FactLoader:
             }
         now = self.clock()
         return {m["record_id"]: self._loaded(unit, m, granted, represented, now) for m in found}
+
+    async def _load_pg(self, unit: Unit, sql: str, *where: Any) -> dict[str, LoadedRecord]:
+        """PostgreSQL: everything in one round trip (the hot path of every request)."""
+        rows = await unit.driver.fetch(
+            sql, _consent_names(self.actor), self.actor.ins or "", *where
+        )
+        now = self.clock()
+        out: dict[str, LoadedRecord] = {}
+        for m in rows:
+            rid = m["record_id"]
+            granted = {rid: [tuple(g.split(" ", 2)) for g in m["granted"] or ()]}
+            represented = {rid} if m["represented"] else set()
+            out[rid] = self._loaded(unit, m, granted, represented, now)
+        return out
 
     def _loaded(
         self,

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -233,8 +234,18 @@ class StoredDocument:
     author_id: str | None  # who the rules treat as its author
     submission_set_id: str | None
     replaces_id: str | None
-    entry: DocumentEntry | None  # None for documents stored before entries were kept
     source: Representation | None
+    completed: bool = False  # the core completed the entry beyond the source (a CDA header)
+    # the entry is read from the store only when asked for (``entry``): most reads need none
+    entry_loader: Callable[[], DocumentEntry | None] = field(
+        default=lambda: None, repr=False, compare=False
+    )
+
+    @property
+    def entry(self) -> DocumentEntry | None:
+        """The document's entry (dmp.md §6); None for documents stored before entries were
+        kept. Decoded on each call: keep it if you need it twice."""
+        return self.entry_loader()
 
     @property
     def version_id(self) -> int:
@@ -258,7 +269,8 @@ class StoredDocument:
 
     @property
     def title(self) -> str | None:
-        return self.entry.title if self.entry else None
+        entry = self.entry
+        return entry.title if entry else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from carnet.domain.clock import iso, to_utc_naive
-from carnet.domain.content import Representation
+from carnet.domain.content import ContentSource, InlineContent, Representation
 from carnet.domain.documents import (
     VISIBILITY_CODES,
     VISIBILITY_SYSTEM,
@@ -238,8 +239,9 @@ def other_extensions(resource: dict[str, Any]) -> list[Any]:
     ]
 
 
-def source_of(resource: dict[str, Any]) -> Representation:
-    """The client's resource, kept by the core as it was sent (minus inline content)."""
+def source_of(resource: dict[str, Any], entry: DocumentEntry | None = None) -> Representation:
+    """The client's resource, kept by the core as it was sent (minus inline content), with what
+    ``entry`` knows that it lacks filled in."""
     kept = dict(resource)
     contents = kept.get("content")
     if isinstance(contents, list) and contents and isinstance(contents[0], dict):
@@ -248,6 +250,24 @@ def source_of(resource: dict[str, Any]) -> Representation:
             first = dict(contents[0])
             first["attachment"] = {k: v for k, v in att.items() if k != "data"}
             kept["content"] = [first, *contents[1:]]
+    if entry is not None:
+        _fill(kept, entry)
+    return Representation(FHIR_JSON, orjson.dumps(kept))
+
+
+def publishable(
+    resource: dict[str, Any], content: ContentSource, entry: DocumentEntry
+) -> Representation:
+    """What the core keeps of a published DocumentReference: the client's resource with, when
+    the content is carried inline, its size and SHA-1 (Attachment.hash), so that reads serve it
+    as it is. (What the core reads from a CDA header is filled in when served.)"""
+    source = source_of(resource)
+    if not isinstance(content, InlineContent):
+        return source
+    kept: dict[str, Any] = orjson.loads(source.data)
+    att = kept["content"][0].setdefault("attachment", {})
+    att.setdefault("size", len(content.data))
+    att.setdefault("hash", base64.b64encode(hashlib.sha1(content.data).digest()).decode())  # noqa: S324 - FHIR R4 Attachment.hash is SHA-1
     return Representation(FHIR_JSON, orjson.dumps(kept))
 
 
@@ -337,13 +357,21 @@ def _fill(out: dict[str, Any], entry: DocumentEntry) -> None:
 
 
 def render_docref(doc: StoredDocument, base: str) -> bytes:
-    """The DocumentReference of a stored document, as served (``base``: the FHIR base URL)."""
+    """The DocumentReference of a stored document, as served (``base``: the FHIR base URL).
+
+    A document published through FHIR is served from its client's resource (completed at
+    publish time); one that came through another interface is rendered from its entry."""
     if doc.source is not None and doc.source.media_type == FHIR_JSON:
         out: dict[str, Any] = orjson.loads(doc.source.data)
+        if doc.completed:  # the core read metadata from the content that the resource lacks
+            entry = doc.entry
+            if entry is not None:
+                _fill(out, entry)
     else:
         out = {"resourceType": "DocumentReference"}
-    if doc.entry is not None:
-        _fill(out, doc.entry)
+        entry = doc.entry
+        if entry is not None:
+            _fill(out, entry)
     out["id"] = doc.doc_id
     meta = dict(out.get("meta") or {})
     meta["versionId"] = str(doc.version_id)
@@ -370,9 +398,11 @@ def render_docref(doc: StoredDocument, base: str) -> bytes:
     att.pop("data", None)
     att["url"] = f"{base}/Binary/{doc.binary_id}"
     att["size"] = doc.size
-    if doc.entry is not None and doc.entry.hash_sha1 is not None:
-        att["hash"] = base64.b64encode(doc.entry.hash_sha1).decode()
     att.setdefault("contentType", doc.content_type)
+    if "hash" not in att:
+        entry = doc.entry
+        if entry is not None and entry.hash_sha1 is not None:
+            att["hash"] = base64.b64encode(entry.hash_sha1).decode()
     contents[0]["attachment"] = att
     out["content"] = contents
     if doc.replaces_id:

@@ -19,7 +19,7 @@ from carnet.domain.content import ContentSource, InlineContent, UploadedContent
 from carnet.domain.documents import NewDocument, Submission
 from carnet.domain.search import DocumentCriteria, Token
 from carnet.fhir.context import base_url, scope_of, settings_of
-from carnet.fhir.docref_resource import entry_from_docref, render_docref, source_of
+from carnet.fhir.docref_resource import entry_from_docref, publishable, render_docref
 from carnet.fhir.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
 from carnet.fhir.submission import decode_data, implicit_submission_set, subject_ref
 from carnet.fhir.validation import validate
@@ -75,7 +75,11 @@ async def simplified_publish(request: Request) -> Response:
     result = await scope.documents.publish(
         Submission(
             patient=subject,
-            documents=[NewDocument("DocumentReference", entry, content, source_of(resource))],
+            documents=[
+                NewDocument(
+                    "DocumentReference", entry, content, publishable(resource, content, entry)
+                )
+            ],
             submission_set=implicit_submission_set(scope.actor.id, scope.actor.structure),
         )
     )

@@ -23,7 +23,7 @@ from carnet.domain.content import ContentSource, InlineContent, UploadedContent
 from carnet.domain.documents import NewDocument, Published, Submission
 from carnet.domain.errors import CoreError
 from carnet.fhir.context import base_url, scope_of, settings_of
-from carnet.fhir.docref_resource import entry_from_docref, source_of
+from carnet.fhir.docref_resource import entry_from_docref, publishable
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
 from carnet.fhir.submission import decode_data, subject_ref, submission_set_from_list
 from carnet.fhir.validation import validate
@@ -146,12 +146,6 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
                 f"{where} ({key}) is not listed in the submission set's List.entry",
                 expression="List.entry",
             )
-        entry = entry_from_docref(resource)
-        if subject.ins is not None:
-            entry.patient_system = subject.ins.system
-            entry.patient_value = subject.ins.value
-        else:
-            entry.patient_value = subject.record_id
         att = ((resource.get("content") or [{}])[0] or {}).get("attachment") or {}
         url = att.get("url")
         content: ContentSource
@@ -172,8 +166,14 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
                 f"{where}.content[0].attachment.url {url!r} names no Binary of this bundle",
                 expression=f"{where}.content[0].attachment.url",
             )
+        entry = entry_from_docref(resource)
+        if subject.ins is not None:
+            entry.patient_system = subject.ins.system
+            entry.patient_value = subject.ins.value
+        else:
+            entry.patient_value = subject.record_id
         parsed.where[f"documents[{len(documents)}]"] = where
-        documents.append(NewDocument(key, entry, content, source_of(resource)))
+        documents.append(NewDocument(key, entry, content, publishable(resource, content, entry)))
     unused = set(binaries) - used_binaries
     if unused:
         raise UnprocessableEntity(

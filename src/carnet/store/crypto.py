@@ -18,6 +18,7 @@ import binascii
 import os
 import secrets
 import struct
+from collections import OrderedDict
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -178,18 +179,37 @@ class ChunkDecryptor:
 SEALED = b"\xa5S1"  # never the first bytes of JSON
 
 
+_AEADS: OrderedDict[bytes, AESGCM] = OrderedDict()
+AEADS_KEPT = 8192
+
+
+def _aead(key: bytes) -> AESGCM:
+    """One AES-GCM context per record key in use (its key schedule computed once)."""
+    aead = _AEADS.get(key)
+    if aead is None:
+        aead = _AEADS[key] = AESGCM(key)
+        if len(_AEADS) > AEADS_KEPT:
+            _AEADS.popitem(last=False)
+    return aead
+
+
+def forget(key: bytes) -> None:
+    """Drop a destroyed record's key from memory."""
+    _AEADS.pop(key, None)
+
+
 def seal(key: bytes, aad: bytes, plaintext: bytes) -> bytes:
     """Encrypt a small value (a stored resource) with a record key: AES-256-GCM, the record id as
     associated data, so that a sealed value cannot be moved to another record."""
     nonce = secrets.token_bytes(12)
-    return SEALED + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+    return SEALED + nonce + _aead(key).encrypt(nonce, plaintext, aad)
 
 
 def unseal(key: bytes, aad: bytes, data: bytes) -> bytes:
     if not data.startswith(SEALED):
         return data  # stored in clear: tombstones, and rows written before sealing existed
     try:
-        return AESGCM(key).decrypt(data[3:15], data[15:], aad)
+        return _aead(key).decrypt(data[3:15], data[15:], aad)
     except InvalidTag:
         raise DecryptionError("a sealed value failed authentication") from None
 

@@ -2,10 +2,12 @@
 
 ::
 
-    0x01 | len(core) (4 bytes, big-endian) | core (JSON)
+    version | len(core) (4 bytes, big-endian) | core (JSON)
          | len(media type) (1 byte) | media type | form
 
-``core`` is the domain data the core needs (a document entry, a patient's identity traits);
+``version`` is 0x01, or 0x02 when the core completed the domain data beyond what the form says
+(metadata read from a document's CDA header). ``core`` is the domain data the core needs (a
+document entry, a patient's identity traits and state);
 ``form`` is an interface's own representation (the client's FHIR resource), opaque to the core,
 absent when the media type is empty. Both are sealed together with the record's key
 (:func:`carnet.store.crypto.seal`), so one decryption serves a read.
@@ -21,23 +23,29 @@ import struct
 from carnet.domain.content import Representation
 
 VERSION = b"\x01"
+COMPLETED = b"\x02"
 _LEN = struct.Struct(">I")
 LEGACY_MEDIA_TYPE = "application/fhir+json"
 
 
-def pack(core: bytes, form: Representation | None) -> bytes:
+def pack(core: bytes, form: Representation | None, *, completed: bool = False) -> bytes:
     media = form.media_type.encode("ascii") if form is not None else b""
     if len(media) > 255:
         raise ValueError("media type too long")
-    parts = [VERSION, _LEN.pack(len(core)), core, bytes((len(media),)), media]
+    parts = [COMPLETED if completed else VERSION, _LEN.pack(len(core)), core]
+    parts += [bytes((len(media),)), media]
     if form is not None:
         parts.append(form.data)
     return b"".join(parts)
 
 
+def completed(plain: bytes) -> bool:
+    return plain.startswith(COMPLETED)
+
+
 def unpack(plain: bytes) -> tuple[bytes | None, Representation | None]:
     """(core data, the interface's form) of a plaintext written by :func:`pack` or before it."""
-    if not plain.startswith(VERSION):
+    if not plain.startswith((VERSION, COMPLETED)):
         return None, Representation(LEGACY_MEDIA_TYPE, plain) if plain else None
     (size,) = _LEN.unpack_from(plain, 1)
     start = 1 + _LEN.size

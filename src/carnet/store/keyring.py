@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from carnet.store.crypto import MasterKey
+from carnet.store.crypto import MasterKey, forget
 from carnet.store.keystore import KeyStore
 
 
@@ -48,4 +48,6 @@ class KeyRing:
             self._cache.popitem(last=False)
 
     def forget(self, record_id: str) -> None:
-        self._cache.pop(record_id, None)
+        key = self._cache.pop(record_id, None)
+        if key is not None:
+            forget(key)

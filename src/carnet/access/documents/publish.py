@@ -105,9 +105,11 @@ class Publisher:
             "a record whose INS is not qualified is not fed", traits=False
         )
         decisions: list[Decision] = []
+        completed: set[str] = set()  # keys of the documents the core completed
         for index, doc in enumerate(sub.documents):
             try:
-                await self._complete(doc)
+                if await self._complete(doc):
+                    completed.add(doc.key)
                 doc.entry.validate()
                 self._same_patient(loaded, doc)
             except CoreError as exc:
@@ -250,9 +252,11 @@ class Publisher:
             )
         return loaded
 
-    async def _complete(self, doc: NewDocument) -> None:
+    async def _complete(self, doc: NewDocument) -> bool:
+        """Complete the entry from the content's CDA header; whether anything was filled."""
         if isinstance(doc.content, InlineContent):
-            complete_from_cda(doc.entry, doc.content.data, doc.content.content_type)
+            return bool(complete_from_cda(doc.entry, doc.content.data, doc.content.content_type))
+        return False
 
     def _same_patient(self, loaded: LoadedRecord, doc: NewDocument) -> None:
         ins = loaded.record.identity.ins

@@ -22,7 +22,7 @@ from carnet.domain.documents import (
     StoredDocument,
 )
 from carnet.store.codec import entry_from_json, entry_to_json
-from carnet.store.envelope import pack, unpack
+from carnet.store.envelope import completed, pack, unpack
 from carnet.store.tables import (
     binaries,
     content_chunks,
@@ -105,11 +105,10 @@ class DocumentRow:
     def stored(self, plain: bytes | None) -> StoredDocument:
         """The stored document, with its envelope's plaintext (None: not opened)."""
         m = self.m
-        entry: DocumentEntry | None = None
+        core: bytes | None = None
         source: Representation | None = None
         if plain is not None:
             core, source = unpack(plain)
-            entry = entry_from_json(core) if core else None
         return StoredDocument(
             record_id=m["record_id"],
             doc_id=m["doc_id"],
@@ -126,8 +125,9 @@ class DocumentRow:
             author_id=m["author_id"],
             submission_set_id=m["submission_set_id"],
             replaces_id=m["replaces_id"],
-            entry=entry,
             source=source,
+            completed=plain is not None and completed(plain),
+            entry_loader=(lambda: entry_from_json(core)) if core else (lambda: None),
         )
 
 
@@ -136,9 +136,14 @@ async def open_document(unit: Unit, row: DocumentRow) -> StoredDocument:
 
 
 async def seal_document(
-    unit: Unit, record_id: str, entry: DocumentEntry, source: Representation | None
+    unit: Unit,
+    record_id: str,
+    entry: DocumentEntry,
+    source: Representation | None,
+    *,
+    completed: bool = False,
 ) -> bytes:
-    return await unit.seal(record_id, pack(entry_to_json(entry), source))
+    return await unit.seal(record_id, pack(entry_to_json(entry), source, completed=completed))
 
 
 def record_id_of(resource_id: str) -> str:
