@@ -32,6 +32,13 @@ def _int(name: str, value: str | None, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _positive(name: str, value: str | None, default: int) -> int:
+    number = _int(name, value, default)
+    if number < 1:
+        raise ConfigurationError(f"{name} must be 1 or more, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with :meth:`from_env` or directly in tests."""
@@ -40,6 +47,7 @@ class Settings:
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = 1
     base_url: str | None = None
     master_key: str | None = None
     dev_issuer: bool = False
@@ -69,6 +77,7 @@ class Settings:
             database_url=e.get("CARNET_DATABASE_URL") or None,
             host=e.get("CARNET_HOST") or "127.0.0.1",
             port=_int("CARNET_PORT", e.get("CARNET_PORT"), 8000),
+            workers=_positive("CARNET_WORKERS", e.get("CARNET_WORKERS"), 1),
             base_url=e.get("CARNET_BASE_URL") or None,
             master_key=e.get("CARNET_MASTER_KEY") or None,
             dev_issuer=_bool(e.get("CARNET_DEV_ISSUER")),

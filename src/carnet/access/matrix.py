@@ -18,7 +18,7 @@ A decision, in order:
 3. the cell: ``Y`` allows, ``N`` denies.
 
 Everything fails closed. A malformed file is refused at start with a
-:class:`~carnet.errors.ConfigurationError` naming the file, the line and what is wrong.
+:class:`~carnet.domain.errors.ConfigurationError` naming the file, the line and what is wrong.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ CARNET_DEV_ISSUER is on, or one of CARNET_OIDC_ISSUERS), its signature against t
 (inline JWKS or a ``jwks_uri`` fetched with httpx and cached), then ``aud``, ``exp``, ``nbf``
 and ``iat`` (30 s leeway), then the carnet claims. Every failure is a
 :class:`~carnet.domain.errors.NotAuthenticated` (401) whose message says what is wrong.
+
+A token that verified is remembered (by its SHA-256, never the token itself) until its ``exp``,
+but at most :data:`TOKEN_CACHE_SECONDS`, so the next requests that carry it skip the signature
+check. Refusals are never remembered.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import math
 import re
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -55,6 +61,12 @@ JWKS_TTL_SECONDS = 600.0
 JWKS_MAX_STALE_SECONDS = 3600.0
 #: Shorter RSA keys in a JWKS are ignored.
 MIN_RSA_BITS = 2048
+#: A verified token is verified again after this long, even if its ``exp`` is later: a key
+#: withdrawn from an issuer's JWKS, or an issuer removed from the configuration, stops
+#: tokens already seen within this delay.
+TOKEN_CACHE_SECONDS = 300.0
+#: Verified tokens remembered at most (least recently used first out).
+TOKEN_CACHE_SIZE = 10_000
 #: Longest token accepted (characters).
 MAX_TOKEN_LENGTH = 16 * 1024
 #: Largest JWKS document accepted from a ``jwks_uri`` (bytes).
@@ -268,6 +280,15 @@ def _select(keys: tuple[Key, ...], kid: str | None, alg: str) -> list[Key]:
     return [k for k in keys if (kid is None or k.kid == kid) and _key_fits(k, alg)]
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token that verified: its actor, from ``verified_at`` until ``until`` (clock times)."""
+
+    actor: Actor
+    verified_at: float
+    until: float  # exp + leeway, or verified_at + TOKEN_CACHE_SECONDS if sooner
+
+
 # --------------------------------------------------------------------------- verification
 
 
@@ -277,7 +298,8 @@ class TokenVerifier:
     ``dev_issuer`` is used only when ``settings.dev_issuer`` is true; if it is true and no
     instance is given, the key under ``settings.data_dir`` is loaded (or created).
     ``http`` fetches the ``jwks_uri`` of external issuers (a short-lived client otherwise).
-    ``clock`` (seconds since the epoch) is for tests.
+    ``clock`` (seconds since the epoch) is for tests. ``cache_size`` verified tokens are
+    remembered for ``cache_seconds`` at most (0 turns the cache off).
     """
 
     #: A JWKS is fetched again before its TTL on an unknown ``kid``, at most this often.
@@ -290,10 +312,15 @@ class TokenVerifier:
         http: httpx.AsyncClient | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        cache_size: int = TOKEN_CACHE_SIZE,
+        cache_seconds: float = TOKEN_CACHE_SECONDS,
     ) -> None:
         self._settings = settings
         self._http = http
         self._clock = clock
+        self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_seconds = cache_seconds
         self._issuers: dict[str, _Issuer] = {}
         for config in parse_oidc_issuers(settings.oidc_issuers):
             self._issuers[config.issuer] = _Issuer(config, keys=config.keys)
@@ -336,6 +363,27 @@ class TokenVerifier:
             raise NotAuthenticated("missing bearer token")
         if len(token) > MAX_TOKEN_LENGTH:
             raise NotAuthenticated(f"token too long (more than {MAX_TOKEN_LENGTH} characters)")
+        if self._cache_size <= 0:
+            return (await self._check(token))[0]
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = self._clock()
+        seen = self._cache.get(digest)
+        if seen is not None:
+            if seen.verified_at <= now < seen.until:
+                self._cache.move_to_end(digest)
+                return seen.actor
+            # expired, too old, or the clock went back: checked again from scratch below
+            del self._cache[digest]
+        actor, exp = await self._check(token)
+        self._cache[digest] = _Verified(
+            actor, now, min(exp + LEEWAY_SECONDS, now + self._cache_seconds)
+        )
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return actor
+
+    async def _check(self, token: str) -> tuple[Actor, float]:
+        """The actor of a token and its ``exp``, after every check of docs/tokens.md."""
         header, unverified = _peek(token)
         alg = _check_alg(header)
         issuer = self._issuer_for(unverified.get("iss"))
@@ -344,9 +392,9 @@ class TokenVerifier:
             raise NotAuthenticated("malformed token: kid must be a string")
         keys = await self._keys_for(issuer, kid, alg)
         claims = _check_signature(token, keys, alg)
-        self._check_times(claims)
+        exp = self._check_times(claims)
         self._check_audience(claims, issuer.config)
-        return self._actor(claims, issuer.config)
+        return self._actor(claims, issuer.config), exp
 
     # -- issuer and keys
 
@@ -449,7 +497,8 @@ class TokenVerifier:
 
     # -- claims
 
-    def _check_times(self, claims: Mapping[str, Any]) -> None:
+    def _check_times(self, claims: Mapping[str, Any]) -> float:
+        """``exp``, after checking ``exp``, ``nbf`` and ``iat`` against the clock."""
         now = self._clock()
         exp = _numeric(claims, "exp", required=True)
         assert exp is not None
@@ -461,6 +510,7 @@ class TokenVerifier:
         iat = _numeric(claims, "iat", required=False)
         if iat is not None and now + LEEWAY_SECONDS < iat:
             raise NotAuthenticated("token issued in the future (iat); check the clocks")
+        return exp
 
     def _check_audience(self, claims: Mapping[str, Any], config: IssuerConfig) -> None:
         expected = config.audience or self._settings.audience

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+from typing import Any
 
 import typer
 import uvicorn
+import uvicorn.config
 from rich.console import Console
 
 from carnet.domain.errors import CoreError
@@ -32,14 +35,61 @@ def migrate() -> None:
     console.print(f"migrations applied to {settings.sqlalchemy_url.split('@')[-1]}")
 
 
+#: Log lines of carnet's own loggers (the root logger), in the parent and in every worker.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _log_config(workers: int) -> dict[str, Any]:
+    """uvicorn's logging, plus carnet's loggers; with several workers, each line names its pid.
+
+    Worker processes are spawned afresh and configure logging from this dictionary only, so
+    carnet's log lines would be lost in them without the root entry.
+    """
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    formatters = config["formatters"]
+    carnet_format = LOG_FORMAT
+    if workers > 1:
+        carnet_format = "%(asctime)s [%(process)d] %(levelname)s %(name)s %(message)s"
+        for formatter in formatters.values():
+            if "fmt" in formatter:
+                formatter["fmt"] = "[%(process)d] " + formatter["fmt"]
+    formatters["carnet"] = {"format": carnet_format}
+    config["handlers"]["carnet"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "carnet",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["carnet"], "level": "INFO"}
+    return config
+
+
+async def _prepare(settings: Settings) -> None:
+    """What the first start does once, before several workers could race to do it: apply the
+    migrations, create the master key file and the key store, and check the token issuers."""
+    from carnet.access.core import Core
+    from carnet.auth.tokens import parse_oidc_issuers
+
+    parse_oidc_issuers(settings.oidc_issuers)
+    core = await Core.start(settings)
+    await core.close()
+
+
 def serve(
     demo: bool = typer.Option(
         False, "--demo", help="Load demo patients, professionals and documents."
     ),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Worker processes, each with its own memory (default: CARNET_WORKERS, else 1).",
+        show_default=False,
+    ),
 ) -> None:
     """Start the HTTP server (FHIR at /fhir) on CARNET_HOST:CARNET_PORT."""
     settings = _settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    count = workers if workers is not None else settings.workers
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if demo:
         from carnet.demo.loader import load_demo, print_demo_help
 
@@ -49,15 +99,26 @@ def serve(
 
     try:
         app = create_app(settings)
+        if count > 1:
+            asyncio.run(_prepare(settings))
     except CoreError as exc:
         console.print(f"[red]cannot start:[/red] {exc.message}")
         raise typer.Exit(2) from None
-    console.print(f"carnet listening on http://{settings.host}:{settings.port}  (Ctrl-C stops)")
+    processes = f", {count} worker processes" if count > 1 else ""
+    console.print(
+        f"carnet listening on http://{settings.host}:{settings.port}{processes}  (Ctrl-C stops)"
+    )
     uvicorn.run(
-        app,
+        # Each worker imports the factory and builds its own app from the same environment.
+        app if count == 1 else "carnet.app:create_app",
+        factory=count > 1,
         host=settings.host,
         port=settings.port,
         log_level="info",
-        workers=None,
+        log_config=_log_config(count),
+        workers=count if count > 1 else None,
+        # A new worker answers the parent's health checks only once it has imported carnet,
+        # which takes seconds on a busy machine: uvicorn's 5 s would kill it while it starts.
+        timeout_worker_healthcheck=30,
         timeout_graceful_shutdown=10,
     )

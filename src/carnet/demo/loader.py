@@ -4,7 +4,12 @@ Loading is idempotent: a second start finds the records and documents and adds n
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -129,40 +134,125 @@ async def load_demo(settings: Settings) -> DemoSummary:
     return summary
 
 
+def _carnet_program() -> list[str]:
+    """How to run this very carnet from any shell: the ``carnet`` script beside our Python."""
+    script = Path(sys.executable).absolute().parent / "carnet"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [str(Path(sys.executable).absolute()), "-m", "carnet"]
+
+
+def token_command(settings: Settings, *args: str) -> str:
+    """A ``carnet token …`` line that works as is in a new shell, from any directory.
+
+    ``carnet token`` mints only with CARNET_DEV_ISSUER=1, and signs with the key under
+    CARNET_DATA_DIR (``var``, relative to where the server started, by default): both are on
+    the line, with absolute paths, and so is the audience when the server expects another one.
+    """
+    env = {"CARNET_DEV_ISSUER": "1", "CARNET_DATA_DIR": str(settings.data_dir.resolve())}
+    defaults = Settings()
+    if settings.audience != defaults.audience:
+        env["CARNET_AUDIENCE"] = settings.audience
+    if settings.token_ttl_seconds != defaults.token_ttl_seconds:
+        env["CARNET_TOKEN_TTL"] = str(settings.token_ttl_seconds)
+    words = [f"{name}={shlex.quote(value)}" for name, value in env.items()]
+    return " ".join([*words, shlex.join([*_carnet_program(), "token", *args])])
+
+
+def _local_url(settings: Settings) -> str:
+    """The server's URL for a client on this machine (a wildcard address is not one to call)."""
+    wildcards = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}  # noqa: S104 (not bound)
+    host = wildcards.get(settings.host, settings.host)
+    return f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+
+
+def _with_token(token: str, url: str) -> str:
+    return (
+        f'TOKEN=$({token}) && \\\n    curl -s -H "Authorization: Bearer $TOKEN" {shlex.quote(url)}'
+    )
+
+
 def print_demo_help(settings: Settings, summary: DemoSummary) -> None:
-    console = Console()
-    url = f"http://{settings.host}:{settings.port}"
+    """Who is in the demo, and the shell commands to try it: each works as printed, in a new
+    shell and from any directory (tests/unit/test_demo_help.py runs them all)."""
+    console = Console(highlight=False, soft_wrap=True)
+
+    def say(text: str = "") -> None:
+        console.print(text, markup=False)
+
+    url = _local_url(settings)
+    dev = settings.dev_issuer
     console.rule("[bold]carnet — demo")
-    console.print(
+    say(
         f"Demo data: {len(summary.patients)} patients, {len(summary.professionals)} professionals, "
         f"{summary.documents_total} documents ({summary.records_created} records and "
         f"{summary.documents_created} documents new this start)."
     )
     console.print("\n[bold]Patients[/bold] (INS-NIR de test, OID 1.2.250.1.213.1.4.10):")
     for p in summary.patients:
-        console.print(
-            f"  {p.display}, born {p.birth_date}: INS {p.ins}\n"
-            f"    .venv/bin/carnet token patient {p.ins} --ins-oid {p.oid}",
-            soft_wrap=True,
-        )
+        say(f"  {p.display}, born {p.birth_date}: INS {p.ins}")
+        if dev:
+            say("    " + token_command(settings, "patient", p.ins, "--ins-oid", p.oid))
     console.print("\n[bold]Professionals[/bold] (RPPS as IdNatPS):")
     for pr in summary.professionals:
-        spec = f" --specialty {pr.specialty}" if pr.specialty else ""
-        console.print(
-            f"  {pr.display}, {pr.label}, {pr.structure_name}: RPPS {pr.rpps}\n"
-            f"    .venv/bin/carnet token professional --rpps {pr.rpps} "
-            f"--profession {pr.profession}{spec} --structure {pr.structure}",
-            soft_wrap=True,
+        say(f"  {pr.display}, {pr.label}, {pr.structure_name}: RPPS {pr.rpps}")
+        if dev:
+            spec = ["--specialty", pr.specialty] if pr.specialty else []
+            say(
+                "    "
+                + token_command(
+                    settings,
+                    "professional",
+                    "--rpps",
+                    pr.rpps,
+                    "--profession",
+                    pr.profession,
+                    *spec,
+                    "--structure",
+                    pr.structure,
+                )
+            )
+    say(f"\nServer: {url}   FHIR: {url}/fhir   API docs: {url}/docs")
+    if not dev:
+        say(
+            "The development issuer is off (CARNET_DEV_ISSUER): tokens come from the issuers of "
+            "CARNET_OIDC_ISSUERS. `make run` turns it on."
+        )
+        console.file.flush()
+        return
+    if not settings.allow_test_ins:
+        say(
+            "The demo patients have test INS, refused by this server: start it with "
+            "CARNET_ALLOW_TEST_INS=1 (as `make run` does) for their tokens to work."
         )
     first = summary.patients[0]
+    gp = summary.professionals[0]
+    body = json.dumps({"kind": "patient", "ins": first.ins, "ins_oid": first.oid})
     console.print(
-        f"\nServer: [bold]{url}[/bold]   FHIR: {url}/fhir   API docs: {url}/docs\n"
-        "Try:\n"
-        f"  TOKEN=$(.venv/bin/carnet token patient {first.ins} --ins-oid {first.oid})\n"
-        f"  curl -H \"Authorization: Bearer $TOKEN\" '{url}/fhir/DocumentReference?_count=5'\n"
-        f"  TOKEN=$(.venv/bin/carnet token professional --rpps {summary.professionals[0].rpps} "
-        f"--profession 10 --specialty SM54)\n"
-        f"  or: curl -X POST {url}/dev/token -H 'Content-Type: application/json' "
-        f'-d \'{{"kind": "patient", "ins": "{first.ins}", "ins_oid": "{first.oid}"}}\'\n',
-        soft_wrap=True,
+        "\n[bold]Try it[/bold]: each command below works as is in a new shell, from any directory."
     )
+    say(f"  curl -s {shlex.quote(url + '/fhir/metadata')}")
+    say(
+        "  "
+        + _with_token(
+            token_command(settings, "patient", first.ins, "--ins-oid", first.oid),
+            f"{url}/fhir/DocumentReference?_count=5",
+        )
+    )
+    gp_spec = ["--specialty", gp.specialty] if gp.specialty else []
+    say(
+        "  "
+        + _with_token(
+            token_command(
+                settings, "professional", "--rpps", gp.rpps, "--profession", gp.profession, *gp_spec
+            ),
+            f"{url}/fhir/DocumentReference?_sort=-date&_count=5",
+        )
+    )
+    say("or over HTTP, the token in the JSON answer:")
+    say(
+        f"  curl -s -X POST {shlex.quote(url + '/dev/token')} "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
+    say()
+    console.file.flush()  # before uvicorn's lines, even when stdout is a pipe or a file
