@@ -23,17 +23,19 @@ the ``db`` store's rows are part of the write itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carnet.access.tracing import TraceWriter
-from carnet.domain.errors import Busy, NotFound
+from carnet.domain.errors import Busy, CoreError, NotFound
 from carnet.domain.traces import Head, TraceEvent, extend
 from carnet.store.batch import Insert, Op, Write, WriteConflict, execute_pg, execute_sql
 from carnet.store.content import ContentStore, StagedBlob
@@ -42,7 +44,7 @@ from carnet.store.keyring import KeyGone
 from carnet.store.services import StoreServices
 from carnet.store.sqlite import write_lock
 from carnet.store.tables import content_chunks, outbox
-from carnet.store.trace_chain import chain_ops, read_heads
+from carnet.store.trace_chain import chain_ops, lock_heads, read_heads
 
 T = TypeVar("T")
 log = logging.getLogger("carnet.access")
@@ -58,6 +60,7 @@ class Unit:
     conn: AsyncConnection
     driver: Any  # the asyncpg connection on PostgreSQL (raw queries of the hot paths), else None
     writing: bool
+    locking: bool = False  # PostgreSQL, after a conflict: wait for the chain heads (see run)
     write: Write = field(default_factory=Write)
     events: list[TraceEvent] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
@@ -82,8 +85,16 @@ class Unit:
     def notice(self, row: dict[str, Any]) -> None:
         self.notices.append(row)
 
-    def denials(self) -> list[TraceEvent]:
-        return [e for e in self.events if e.denied]
+    def kept_after(self, exc: BaseException) -> list[TraceEvent]:
+        """The traces of an attempt that failed: every decision taken stays traced (dmp.md §5),
+        denials as they are, and allowed ones saying the operation then failed."""
+        why = exc.reason.value if isinstance(exc, CoreError) else "error"
+        return [
+            e
+            if e.denied
+            else replace(e, detail=f"{e.detail}; failed: {why}" if e.detail else f"failed: {why}")
+            for e in self.events
+        ]
 
     # -- keys and sealing (never leave the core) ------------------------------------------------
     async def key(self, record_id: str) -> bytes:
@@ -137,7 +148,11 @@ class Unit:
         """Write everything queued (writes, traces, notices) at once; the heads it moved."""
         if not self.events and not self.write:
             return {}
-        before = await self._heads_for({e.record_id for e in self.events}, writer)
+        chains = {e.record_id for e in self.events}
+        if self.locking:
+            before = await lock_heads(self.driver, chains)
+        else:
+            before = await self._heads_for(chains, writer)
         chained, after = extend(before, self.events)
         for op in chain_ops(before, after, chained):
             self.write.add(op)
@@ -161,12 +176,19 @@ class Unit:
 
 
 @asynccontextmanager
-async def _connection(store: StoreServices, *, writing: bool) -> AsyncIterator[Unit]:
+async def _connection(
+    store: StoreServices, *, writing: bool, locking: bool = False
+) -> AsyncIterator[Unit]:
     async with store.engine.connect() as conn:
         if store.postgresql:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            driver = (await conn.get_raw_connection()).driver_connection
-            yield Unit(store, conn, driver, writing)
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            if not (writing and locking):
+                yield Unit(store, conn, driver, writing)
+                return
+            # after a conflict: a transaction in which the commit waits for the chain heads
+            async with driver.transaction():
+                yield Unit(store, conn, driver, writing, locking=True)
         else:
             if writing:
                 await write_lock(conn)
@@ -181,17 +203,25 @@ async def run(
     writing: bool,
 ) -> T:
     """Run ``operation`` in a unit of work and commit it; again on fresh facts if they changed
-    before the commit (at most :data:`ATTEMPTS` times)."""
-    for _attempt in range(ATTEMPTS):
+    before the commit (at most :data:`ATTEMPTS` times).
+
+    The first attempt takes no lock (one round trip on PostgreSQL). After a conflict — most
+    often another write extending the same record's trace chain at the same moment — the next
+    attempts run in a transaction whose commit locks the chain heads first (``FOR UPDATE``), so
+    that writers to one record queue up instead of racing each other again."""
+    for attempt in range(ATTEMPTS):
         denials: list[TraceEvent] = []
+        if attempt:
+            await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         try:
-            async with _connection(store, writing=writing) as unit:
+            async with _connection(store, writing=writing, locking=attempt > 0) as unit:
                 try:
                     result = await operation(unit)
                     after = await unit.commit(writer) if writing else {}
-                except BaseException:
+                except BaseException as exc:
                     await unit.settle(committed=False)
-                    denials = unit.denials()
+                    if not isinstance(exc, WriteConflict):
+                        denials = unit.kept_after(exc)
                     raise
         except WriteConflict:
             continue
@@ -214,7 +244,8 @@ async def run(
 
 
 async def _keep_denials(writer: TraceWriter, denials: list[TraceEvent]) -> None:
-    """dmp.md §5: every denial is traced, even when what was refused is rolled back."""
+    """dmp.md §5: every decision is traced, even when what it allowed or refused is rolled
+    back."""
     if not denials:
         return
     try:

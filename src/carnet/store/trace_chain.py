@@ -51,6 +51,17 @@ async def read_heads(conn: AsyncConnection, record_ids: Iterable[str]) -> dict[s
     return {r[0]: (int(r[1]), str(r[2])) for r in rows}
 
 
+async def lock_heads(driver: Any, record_ids: Iterable[str]) -> dict[str, Head]:
+    """PostgreSQL, in a transaction: the heads of these chains, locked until it ends (in
+    record_id order, so that two writers never wait on each other in a cycle)."""
+    rows = await driver.fetch(
+        "SELECT record_id, seq, hash FROM audit_heads WHERE record_id = ANY($1::text[]) "
+        "ORDER BY record_id FOR UPDATE",
+        sorted(set(record_ids)),
+    )
+    return {r["record_id"]: (int(r["seq"]), str(r["hash"])) for r in rows}
+
+
 def chain_ops(
     before: Mapping[str, Head], after: Mapping[str, Head], chained: Sequence[ChainedEvent]
 ) -> list[Op]:

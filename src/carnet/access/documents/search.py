@@ -354,13 +354,19 @@ class Searcher:
                             source=source,
                         )
                     )
-            for rid in sorted({r.record_id for r in page}):
+            # one decision per record looked into: each named, or each returned from
+            traced = named if named is not None else sorted({r.record_id for r in page})
+            for rid in traced:
+                decision = scan.decisions.get(rid)
+                if decision is None:
+                    continue  # no such record: nothing to trace it on
+                returned = [x.set_id for x in page if x.record_id == rid]
                 self.guard.trace(
                     unit,
                     Action.LIST_SEARCH,
-                    scan.decisions[rid],
+                    decision,
                     record_id=rid,
-                    detail="returned " + " ".join(x.set_id for x in page if x.record_id == rid),
+                    detail="returned " + " ".join(returned) if decision else None,
                 )
             nxt = None
             if start + criteria.count < len(shown) and page:

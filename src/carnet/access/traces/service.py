@@ -176,6 +176,8 @@ class TraceService:
                 unseen = sorted({e.record_id for e in events} - reach.keys() - {""})
                 for rid, one in (await self.ctx.facts.load_many(unit, unseen)).items():
                     reach[rid] = self._reach(rid, one, ins)
+                if any(e.record_id == "" for e in events) and "" not in reach:
+                    reach[""] = self._reach("", None, ins)
                 for event in events:
                     r = reach.get(event.record_id) or self._reach(event.record_id, None, ins)
                     facts = r.loaded.facts if r.loaded else None
