@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from carnet.domain.errors import CoreError, NotAuthenticated
 from carnet.fhir.errors import FhirError, from_core
 from carnet.fhir.outcome import error_response, outcome_response
 from carnet.fhir.routes import fhir_router
+from carnet.fhir.validation import warm
 from carnet.settings import Settings
 
 log = logging.getLogger("carnet")
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core = await Core.start(settings)
+        await asyncio.to_thread(warm)  # the FHIR validators, compiled once per process
         app.state.core = core
         app.state.verifier = TokenVerifier(settings, dev_issuer)
         try:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Boolean, DateTime, Integer, LargeBinary, Table, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -208,8 +209,6 @@ def compile_pg(write: Write) -> tuple[str, list[Any]]:
 
 async def execute_pg(driver: Any, write: Write) -> None:
     """Commit ``write`` with one statement on an asyncpg connection in autocommit."""
-    import asyncpg
-
     if not write:
         return
     sql, args = compile_pg(write)

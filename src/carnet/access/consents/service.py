@@ -27,16 +27,14 @@ from carnet.domain.consents import (
     emergency_purpose_of_id,
 )
 from carnet.domain.errors import NotFound, Reason, Rejected, Stale
-from carnet.domain.records import EmergencyConsents, EmergencyPurpose, PatientRef
+from carnet.domain.records import EmergencyConsents, EmergencyPurpose, PatientRef, Record
 from carnet.store.batch import Insert, Update
 from carnet.store.tables import consents, records
 
 
-def emergency_views(loaded_record: object) -> list[EmergencyConsentView]:
-    from carnet.domain.records import Record
-
-    assert isinstance(loaded_record, Record)
-    e = loaded_record.emergency
+def emergency_views(record: Record) -> list[EmergencyConsentView]:
+    """The record's emergency consents, as consents."""
+    e = record.emergency
     values = {
         EmergencyPurpose.CENTRE_15: e.centre15,
         EmergencyPurpose.BRIS_DE_GLACE: e.bris_de_glace,
@@ -44,11 +42,11 @@ def emergency_views(loaded_record: object) -> list[EmergencyConsentView]:
     }
     return [
         EmergencyConsentView(
-            loaded_record.record_id,
+            record.record_id,
             purpose,
             allowed,
-            loaded_record.version_id,
-            loaded_record.last_updated,
+            record.version_id,
+            record.last_updated,
         )
         for purpose, allowed in values.items()
     ]

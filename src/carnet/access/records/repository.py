@@ -23,6 +23,7 @@ from carnet.domain.records import (
     RecordCriteria,
     RecordState,
 )
+from carnet.store.batch import Insert, Update
 from carnet.store.codec import record_from_json, record_to_json
 from carnet.store.envelope import pack, unpack
 from carnet.store.legacy import legacy_identity_traits
@@ -206,8 +207,6 @@ async def save_version(
 ) -> None:
     """Queue the write of ``after``, the next version of ``before``: the row (checked to be
     still at ``before``'s version and ``rules_version``) and its history."""
-    from carnet.store.batch import Insert, Update
-
     sealed = await seal_record(unit, after)
     unit.add(
         Update(
