@@ -109,7 +109,7 @@ def candidate_facts(ins: Ins, now: datetime) -> RecordFacts:
 
 
 _PG_FACTS = """
-SELECT r.*, h.seq AS head_seq, h.hash AS head_hash,
+SELECT r.*, h.seq AS head_seq, h.hash AS head_hash{extra},
        np.email, np.new_documents, np.access_mode, np.portal,
        (SELECT array_agg(c.decision || ' ' || c.actor_kind || ' ' || c.actor_value)
           FROM consents c
@@ -121,8 +121,20 @@ SELECT r.*, h.seq AS head_seq, h.hash AS head_hash,
   LEFT JOIN audit_heads h ON h.record_id = r.record_id
   LEFT JOIN notification_preferences np ON np.record_id = r.record_id
 """
-PG_BY_IDS = _PG_FACTS + " WHERE r.record_id = ANY($3::text[])"
-PG_BY_INS = _PG_FACTS + " WHERE r.ins_oid = $3 AND r.ins_value = $4"
+PG_BY_IDS = _PG_FACTS.format(extra="") + " WHERE r.record_id = ANY($3::text[])"
+PG_BY_INS = _PG_FACTS.format(extra="") + " WHERE r.ins_oid = $3 AND r.ins_value = $4"
+
+
+def pg_facts_sql(extra: str, *, by_ins: bool) -> str:
+    """The fact query with ``extra`` columns (subqueries on ``r``, the record, whose own
+    parameters start at $5): what an operation needs beyond the facts, in the same round
+    trip."""
+    where = (
+        " WHERE r.ins_oid = $3 AND r.ins_value = $4"
+        if by_ins
+        else (" WHERE r.record_id = $3 AND $4::text IS NULL")
+    )
+    return _PG_FACTS.format(extra=extra) + where
 
 
 class FactLoader:
@@ -208,13 +220,23 @@ class FactLoader:
             sql, _consent_names(self.actor), self.actor.ins or "", *where
         )
         now = self.clock()
-        out: dict[str, LoadedRecord] = {}
-        for m in rows:
-            rid = m["record_id"]
-            granted = {rid: [tuple(g.split(" ", 2)) for g in m["granted"] or ()]}
-            represented = {rid} if m["represented"] else set()
-            out[rid] = self._loaded(unit, m, granted, represented, now)
-        return out
+        return {m["record_id"]: self._loaded_pg(unit, m, now) for m in rows}
+
+    async def load_pg_with(
+        self, unit: Unit, sql: str, *args: Any
+    ) -> tuple[LoadedRecord | None, Any]:
+        """PostgreSQL: one record's facts and the extra columns of ``sql`` (:func:`pg_facts_sql`)
+        in one round trip; (None, None) when there is no such record."""
+        m = await unit.driver.fetchrow(sql, _consent_names(self.actor), self.actor.ins or "", *args)
+        if m is None:
+            return None, None
+        return self._loaded_pg(unit, m, self.clock()), m
+
+    def _loaded_pg(self, unit: Unit, m: Any, now: datetime) -> LoadedRecord:
+        rid = m["record_id"]
+        granted = {rid: [tuple(g.split(" ", 2)) for g in m["granted"] or ()]}
+        represented = {rid} if m["represented"] else set()
+        return self._loaded(unit, m, granted, represented, now)
 
     def _loaded(
         self,

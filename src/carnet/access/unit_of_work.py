@@ -116,9 +116,9 @@ class Unit:
     def content(self) -> ContentStore:
         return self.store.content
 
-    async def stage(self, record_id: str, data: bytes) -> StagedBlob:
-        """Encrypt ``data`` for ``record_id``; its rows (db store) join this write."""
-        staged = await self.store.content.stage(record_id, await self.key(record_id), data)
+    async def stage(self, record_id: str, data: bytes, sha256: str | None = None) -> StagedBlob:
+        """Encrypt ``data`` for ``record_id`` (``sha256``: its hash, if known already)."""
+        staged = await self.store.content.stage(record_id, await self.key(record_id), data, sha256)
         self.staged.append(staged)
         return staged
 

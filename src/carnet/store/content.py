@@ -163,7 +163,9 @@ class FileContentStore:
         return b"".join(self.read(record_id, blob_id, key, size))
 
     # -- the content-store interface the core uses (shared with store/content_db.py) ----------
-    async def stage(self, record_id: str, key: bytes, data: bytes) -> StagedBlob:
+    async def stage(
+        self, record_id: str, key: bytes, data: bytes, sha256: str | None = None
+    ) -> StagedBlob:
         # in a thread: the write ends with an fsync, which must not stall the event loop
         info, writer = await asyncio.to_thread(self.put, record_id, key, data)
         return StagedBlob(self.name, record_id, info, writer=writer)
@@ -225,7 +227,9 @@ class ContentStore(Protocol):
 
     name: str
 
-    async def stage(self, record_id: str, key: bytes, data: bytes) -> StagedBlob: ...
+    async def stage(
+        self, record_id: str, key: bytes, data: bytes, sha256: str | None = None
+    ) -> StagedBlob: ...
 
     def rows(self, staged: StagedBlob) -> list[dict[str, object]]: ...
 

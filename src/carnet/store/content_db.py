@@ -20,7 +20,9 @@ from carnet.store.tables import content_chunks
 NAME = "db"
 
 
-def encrypt_chunks(key: bytes, blob_id: str, data: bytes) -> tuple[list[bytes], BlobInfo]:
+def encrypt_chunks(
+    key: bytes, blob_id: str, data: bytes, sha256: str | None = None
+) -> tuple[list[bytes], BlobInfo]:
     """The encrypted chunks of ``data`` (the header in front of the first) and its facts."""
     enc = ChunkEncryptor(key, blob_id)
     body = enc.update(data) + enc.final()
@@ -29,7 +31,7 @@ def encrypt_chunks(key: bytes, blob_id: str, data: bytes) -> tuple[list[bytes], 
     chunks[0] = enc.header() + chunks[0]
     info = BlobInfo(
         blob_id,
-        hashlib.sha256(data).hexdigest(),
+        sha256 or hashlib.sha256(data).hexdigest(),
         hashlib.sha1(data).digest(),  # noqa: S324 - FHIR R4 Attachment.hash is SHA-1
         len(data),
     )
@@ -42,9 +44,11 @@ class DbContentStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def stage(self, record_id: str, key: bytes, data: bytes) -> StagedBlob:
+    async def stage(
+        self, record_id: str, key: bytes, data: bytes, sha256: str | None = None
+    ) -> StagedBlob:
         blob_id = uuid.uuid4().hex
-        chunks, info = encrypt_chunks(key, blob_id, data)
+        chunks, info = encrypt_chunks(key, blob_id, data, sha256)
         return StagedBlob(NAME, record_id, info, chunks=chunks)
 
     def rows(self, staged: StagedBlob) -> list[dict[str, object]]:

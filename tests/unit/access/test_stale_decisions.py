@@ -82,16 +82,16 @@ async def test_a_record_closed_while_a_publish_is_decided(
     """The publish reads the record's facts, then the record is closed before it writes."""
     ins, rid, pro, patient = await _open(core)
     facts_read = asyncio.Event()
-    real = publish_module.Publisher._patient
+    real = publish_module.Publisher._load
 
-    async def slow_patient(self: Any, unit: Any, sub: Any) -> Any:
-        loaded = await real(self, unit, sub)
+    async def slow_load(self: Any, unit: Any, sub: Any, hashes: Any) -> Any:
+        loaded = await real(self, unit, sub, hashes)
         if not facts_read.is_set():
             facts_read.set()
             await asyncio.sleep(0.3)  # the close runs now
         return loaded
 
-    monkeypatch.setattr(publish_module.Publisher, "_patient", slow_patient)
+    monkeypatch.setattr(publish_module.Publisher, "_load", slow_load)
 
     async def publish() -> str:
         try:

@@ -13,25 +13,28 @@ With other content, it is refused (XDSDuplicateUniqueIdInRegistry).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
 from carnet.access.context import Context
 from carnet.access.documents.repository import (
     BinaryRow,
     ContentRow,
-    DocumentRow,
+    Known,
+    Prior,
     author_rows,
     binary,
     by_id,
-    by_unique_ids,
     contents_of,
     history_row,
     labels_text,
+    load_publish_facts,
+    record_id_of,
     seal_document,
 )
 from carnet.access.facts import LoadedRecord
@@ -98,19 +101,33 @@ class Publisher:
         return await self.ctx.write(lambda unit: self._publish(unit, submission))
 
     async def _publish(self, unit: Unit, sub: Submission) -> Published:
-        loaded = await self._patient(unit, sub)
-        record = loaded.record
-        rid = record.record_id
-        record.identity.require_qualified(
-            "a record whose INS is not qualified is not fed", traits=False
-        )
-        decisions: list[Decision] = []
+        # what needs no store: each entry completed from its CDA header and validated
         completed: set[str] = set()  # keys of the documents the core completed
         for index, doc in enumerate(sub.documents):
             try:
                 if await self._complete(doc):
                     completed.add(doc.key)
                 doc.entry.validate()
+            except CoreError as exc:
+                if len(sub.documents) > 1:
+                    exc.at(f"documents[{index}]")
+                raise
+        _same_unique_ids(sub)
+        hashes = {
+            d.key: hashlib.sha256(d.content.data).hexdigest()
+            for d in sub.documents
+            if isinstance(d.content, InlineContent)
+        }
+        # one read: the record's facts, and what of this submission is stored already
+        loaded, known = await self._load(unit, sub, set(hashes.values()))
+        record = loaded.record
+        rid = record.record_id
+        record.identity.require_qualified(
+            "a record whose INS is not qualified is not fed", traits=False
+        )
+        decisions: list[Decision] = []
+        for index, doc in enumerate(sub.documents):
+            try:
                 self._same_patient(loaded, doc)
             except CoreError as exc:
                 if len(sub.documents) > 1:
@@ -131,11 +148,8 @@ class Publisher:
                 self.guard.trace(unit, Action.DOCUMENT_CREATE, decision, record_id=rid)
                 raise Refused(f"not allowed: {decision.reason}")
             decisions.append(decision)  # traced below, naming the document
-        _same_unique_ids(sub)
         now = self.ctx.now()
-        prior = await by_unique_ids(
-            unit, rid, [d.entry.unique_id for d in sub.documents if d.entry.unique_id]
-        )
+        prior = known.prior
         contents_here: dict[str, ContentRow] = {}
         published: list[PublishedDocument] = []
         replaced: list[tuple[str, int]] = []
@@ -144,7 +158,7 @@ class Publisher:
         authors: list[dict[str, Any]] = []
         for index, doc in enumerate(sub.documents):
             where = f"documents[{index}]" if len(sub.documents) > 1 else None
-            content = await self._content(unit, loaded, doc, where)
+            content = await self._content(unit, loaded, doc, where, hashes.get(doc.key))
             doc.entry.hash_sha1, doc.entry.size = content.sha1, content.size
             old = prior.get(doc.entry.unique_id or "")
             if old is not None:
@@ -152,8 +166,7 @@ class Publisher:
                 continue
             doc_id = f"{rid}-{new_id()[:20]}"
             if content.staged is not None:
-                found = await contents_of(unit, rid, [content.sha256])
-                if content.sha256 in found or content.sha256 in contents_here:
+                if content.sha256 in known.contents or content.sha256 in contents_here:
                     content.staged = None  # the same content is stored once per record
                 else:
                     contents_here[content.sha256] = self._store_content(unit, rid, content, now)
@@ -213,7 +226,7 @@ class Publisher:
                 unit.notice(row)
             published.append(PublishedDocument(doc.key, doc_id, 1, True, now, binary_id))
             new_docs.append((doc, doc_id))
-        set_id = await self._submission_set(unit, loaded, sub.submission_set, published, now)
+        set_id = await self._submission_set(unit, loaded, known, sub.submission_set, published, now)
         for row in rows:
             row["submission_set_id"] = set_id
         unit.add(Insert(documents, rows))
@@ -238,19 +251,20 @@ class Publisher:
         return Published(rid, set_id, published, replaced)
 
     # -- steps ------------------------------------------------------------------------------------
-    async def _patient(self, unit: Unit, sub: Submission) -> LoadedRecord:
-        ref = sub.patient
-        if ref.record_id is not None:
-            loaded = await self.ctx.facts.load(unit, ref.record_id)
-        else:
-            assert ref.ins is not None
-            loaded = await self.ctx.facts.load_by_ins(unit, ref.ins)
+    async def _load(
+        self, unit: Unit, sub: Submission, sha256s: set[str]
+    ) -> tuple[LoadedRecord, Known]:
+        unique_ids = sorted({d.entry.unique_id for d in sub.documents if d.entry.unique_id})
+        set_uid = sub.submission_set.unique_id if sub.submission_set else None
+        loaded, known = await load_publish_facts(
+            unit, self.ctx.facts, sub.patient, unique_ids, sorted(sha256s), set_uid
+        )
         if loaded is None or loaded.record.state.value == "destroyed":
             raise NotFound(
                 "no record for this patient: open it first (with the patient's consent)",
                 field="submission.patient",
             )
-        return loaded
+        return loaded, known
 
     async def _complete(self, doc: NewDocument) -> bool:
         """Complete the entry from the content's CDA header; whether anything was filled."""
@@ -283,7 +297,12 @@ class Publisher:
         return f"rpps:{rpps}" if rpps else self.actor.id
 
     async def _content(
-        self, unit: Unit, loaded: LoadedRecord, doc: NewDocument, where: str | None
+        self,
+        unit: Unit,
+        loaded: LoadedRecord,
+        doc: NewDocument,
+        where: str | None,
+        sha256: str | None,
     ) -> _Content:
         entry = doc.entry
         try:
@@ -304,7 +323,7 @@ class Publisher:
                     field="document.size",
                     reason=Reason.MISMATCH,
                 )
-            staged = await unit.stage(loaded.record_id, data.data)
+            staged = await unit.stage(loaded.record_id, data.data, sha256)
             if entry.hash_sha1 is not None and entry.hash_sha1 != staged.info.sha1:
                 raise Rejected(
                     f"the content's SHA-1 is {staged.info.sha1.hex()} but the document says "
@@ -394,13 +413,13 @@ class Publisher:
         self,
         unit: Unit,
         doc: NewDocument,
-        old: DocumentRow,
+        old: Prior,
         content: _Content,
         decision: Decision,
     ) -> PublishedDocument:
         """The same uniqueId again: the same document if the content is the same."""
         content.staged = None
-        if old.m["sha256"] != content.sha256:
+        if old.sha256 != content.sha256:
             raise Conflict(
                 f"uniqueId {doc.entry.unique_id} is already used by another document with other "
                 "content (XDSDuplicateUniqueIdInRegistry)",
@@ -411,17 +430,12 @@ class Publisher:
             unit,
             Action.DOCUMENT_CREATE,
             decision,
-            record_id=old.record_id,
+            record_id=record_id_of(old.doc_id),
             doc_id=old.doc_id,
             detail="duplicate uniqueId: already stored",
         )
         return PublishedDocument(
-            doc.key,
-            old.doc_id,
-            int(old.m["version_id"]),
-            False,
-            old.m["last_updated"],
-            old.m["binary_id"],
+            doc.key, old.doc_id, old.version_id, False, old.last_updated, old.binary_id
         )
 
     async def _supersede(
@@ -470,34 +484,28 @@ class Publisher:
         self,
         unit: Unit,
         loaded: LoadedRecord,
+        known: Known,
         ss: SubmissionSetInput | None,
         published: list[PublishedDocument],
-        now: object,
+        now: datetime,
     ) -> str | None:
         if ss is None:
             return None
         rid = loaded.record_id
-        existing = (
-            await unit.conn.execute(
-                select(submission_sets.c.set_id).where(
-                    submission_sets.c.record_id == rid, submission_sets.c.unique_id == ss.unique_id
-                )
-            )
-        ).first()
         created = any(d.created for d in published)
-        if existing is not None:
+        if known.set_id is not None:
             if created:
                 raise Conflict(
                     f"submission set uniqueId {ss.unique_id} was already used for other documents",
                     field="submission.unique_id",
                     reason=Reason.DUPLICATE,
                 )
-            return str(existing[0])
+            return known.set_id
         if published and not created:
             # every document was stored before: answer with the set that brought the first one
-            first = await by_id(unit, published[0].doc_id)
-            if first is not None and first.m["submission_set_id"]:
-                return str(first.m["submission_set_id"])
+            first = next((p for p in known.prior.values() if p.doc_id == published[0].doc_id), None)
+            if first is not None and first.submission_set_id:
+                return first.submission_set_id
         set_id = f"{rid}-{new_id()[:20]}"
         listed = orjson.dumps({"documents": [d.doc_id for d in published]})
         unit.add(

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, select
-from sqlalchemy.sql import ColumnElement
 
+from carnet.access.facts import FactLoader, LoadedRecord, pg_facts_sql
 from carnet.access.policy import DocumentFacts
 from carnet.access.unit_of_work import Unit
 from carnet.domain.content import Representation
@@ -21,15 +22,16 @@ from carnet.domain.documents import (
     DocumentStatus,
     StoredDocument,
 )
+from carnet.domain.records import PatientRef
 from carnet.store.codec import entry_from_json, entry_to_json
 from carnet.store.envelope import completed, pack, unpack
 from carnet.store.tables import (
     binaries,
     content_chunks,
     contents,
-    document_authors,
     document_history,
     documents,
+    submission_sets,
 )
 
 # the columns a document's policy facts are read from
@@ -298,8 +300,108 @@ def author_rows(record_id: str, doc_id: str, entry: DocumentEntry) -> list[dict[
     return out
 
 
-def no_conditions() -> list[ColumnElement[bool]]:
-    return []
+# -- what a publish needs to know, in one read --------------------------------------------------
 
 
-__all__ = ["document_authors"]
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """A document stored before under a uniqueId a submission uses again."""
+
+    unique_id: str
+    doc_id: str
+    sha256: str
+    version_id: int
+    last_updated: datetime
+    binary_id: str
+    submission_set_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What of a submission is stored already."""
+
+    prior: dict[str, Prior]  # by uniqueId
+    contents: set[str]  # the sha256 of the contents stored in the record
+    set_id: str | None  # the submission set stored under its uniqueId
+
+
+_PG_PUBLISH_EXTRA = """,
+  (SELECT json_agg(json_build_object(
+          'unique_id', d.unique_id, 'doc_id', d.doc_id, 'sha256', d.sha256,
+          'version_id', d.version_id, 'last_updated', d.last_updated,
+          'binary_id', d.binary_id, 'submission_set_id', d.submission_set_id))
+     FROM documents d
+    WHERE d.record_id = r.record_id AND d.unique_id = ANY($5::text[])) AS prior,
+  (SELECT array_agg(c.sha256) FROM contents c
+    WHERE c.record_id = r.record_id AND c.sha256 = ANY($6::text[])) AS stored_contents,
+  (SELECT s.set_id FROM submission_sets s
+    WHERE s.record_id = r.record_id AND s.unique_id = $7) AS stored_set"""
+PG_PUBLISH_BY_ID = pg_facts_sql(_PG_PUBLISH_EXTRA, by_ins=False)
+PG_PUBLISH_BY_INS = pg_facts_sql(_PG_PUBLISH_EXTRA, by_ins=True)
+
+
+def _prior_of(m: Any) -> Prior:
+    updated = m["last_updated"]
+    return Prior(
+        m["unique_id"],
+        m["doc_id"],
+        m["sha256"],
+        int(m["version_id"]),
+        datetime.fromisoformat(updated) if isinstance(updated, str) else updated,
+        m["binary_id"],
+        m["submission_set_id"],
+    )
+
+
+async def load_publish_facts(
+    unit: Unit,
+    facts: FactLoader,
+    patient: PatientRef,
+    unique_ids: Sequence[str],
+    sha256s: Sequence[str],
+    set_uid: str | None,
+) -> tuple[LoadedRecord | None, Known]:
+    """The record's facts, and what of the submission it holds already (documents under the
+    same uniqueIds, the same contents, the same submission set): one round trip on PostgreSQL."""
+    if unit.pg:
+        first: str | None
+        second: str | None
+        if patient.ins is not None:
+            sql, first, second = PG_PUBLISH_BY_INS, patient.ins.oid, patient.ins.value
+        else:
+            sql, first, second = PG_PUBLISH_BY_ID, patient.record_id, None
+        loaded, m = await facts.load_pg_with(
+            unit, sql, first, second, list(unique_ids), list(sha256s), set_uid
+        )
+        if loaded is None:
+            return None, Known({}, set(), None)
+        found = m["prior"] or []
+        if isinstance(found, str | bytes):  # without the json codec SQLAlchemy installs
+            found = orjson.loads(found)
+        prior = [_prior_of(p) for p in found]
+        return loaded, Known(
+            {p.unique_id: p for p in prior}, set(m["stored_contents"] or ()), m["stored_set"]
+        )
+    if patient.ins is not None:
+        loaded = await facts.load_by_ins(unit, patient.ins)
+    else:
+        assert patient.record_id is not None
+        loaded = await facts.load(unit, patient.record_id)
+    if loaded is None:
+        return None, Known({}, set(), None)
+    rid = loaded.record_id
+    rows = await by_unique_ids(unit, rid, unique_ids)
+    stored_set = None
+    if set_uid is not None:
+        stored_set = (
+            await unit.conn.execute(
+                select(submission_sets.c.set_id).where(
+                    submission_sets.c.record_id == rid, submission_sets.c.unique_id == set_uid
+                )
+            )
+        ).scalar_one_or_none()
+    return loaded, Known(
+        {uid: _prior_of(row.m) for uid, row in rows.items()},
+        set(await contents_of(unit, rid, sha256s)),
+        stored_set,
+    )
