@@ -125,16 +125,16 @@ PG_BY_IDS = _PG_FACTS.format(extra="") + " WHERE r.record_id = ANY($3::text[])"
 PG_BY_INS = _PG_FACTS.format(extra="") + " WHERE r.ins_oid = $3 AND r.ins_value = $4"
 
 
-def pg_facts_sql(extra: str, *, by_ins: bool) -> str:
-    """The fact query with ``extra`` columns (subqueries on ``r``, the record, whose own
-    parameters start at $5): what an operation needs beyond the facts, in the same round
-    trip."""
+def pg_facts_sql(extra: str, *, by_ins: bool, join: str = "") -> str:
+    """The fact query with ``extra`` columns (subqueries on ``r``, the record; their own
+    parameters start at $5) and an extra ``join``: what an operation needs beyond the facts, in
+    the same round trip."""
     where = (
         " WHERE r.ins_oid = $3 AND r.ins_value = $4"
         if by_ins
         else (" WHERE r.record_id = $3 AND $4::text IS NULL")
     )
-    return _PG_FACTS.format(extra=extra) + where
+    return _PG_FACTS.format(extra=extra) + join + where
 
 
 class FactLoader:
@@ -231,6 +231,16 @@ class FactLoader:
         if m is None:
             return None, None
         return self._loaded_pg(unit, m, self.clock()), m
+
+    async def load_pg_rows(
+        self, unit: Unit, sql: str, *args: Any
+    ) -> tuple[LoadedRecord | None, list[Any]]:
+        """PostgreSQL: one record's facts and the rows of ``sql``'s join (each row repeating
+        the facts), in one round trip; (None, []) when there is no such record."""
+        rows = await unit.driver.fetch(sql, _consent_names(self.actor), self.actor.ins or "", *args)
+        if not rows:
+            return None, []
+        return self._loaded_pg(unit, rows[0], self.clock()), rows
 
     def _loaded_pg(self, unit: Unit, m: Any, now: datetime) -> LoadedRecord:
         rid = m["record_id"]

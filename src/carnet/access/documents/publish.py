@@ -14,7 +14,6 @@ With other content, it is refused (XDSDuplicateUniqueIdInRegistry).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +29,6 @@ from carnet.access.documents.repository import (
     author_rows,
     binary,
     by_id,
-    contents_of,
     history_row,
     labels_text,
     load_publish_facts,
@@ -38,7 +36,6 @@ from carnet.access.documents.repository import (
     seal_document,
 )
 from carnet.access.facts import LoadedRecord
-from carnet.access.guard import NOT_FOUND
 from carnet.access.policy import Decision, DocumentFacts, UploadFacts
 from carnet.access.unit_of_work import Unit
 from carnet.cda.metadata import complete_from_cda
@@ -61,14 +58,12 @@ from carnet.domain.errors import (
     Reason,
     Refused,
     Rejected,
-    TooLarge,
 )
 from carnet.domain.notifications import new_document_notices
 from carnet.store.batch import Check, Insert, Update
 from carnet.store.content import StagedBlob
 from carnet.store.envelope import pack
 from carnet.store.tables import (
-    binaries,
     contents,
     document_authors,
     document_history,
@@ -98,26 +93,29 @@ class Publisher:
         self.guard = ctx.guard
 
     async def publish(self, submission: Submission) -> Published:
-        return await self.ctx.write(lambda unit: self._publish(unit, submission))
-
-    async def _publish(self, unit: Unit, sub: Submission) -> Published:
-        # what needs no store: each entry completed from its CDA header and validated
+        # what needs no store, once (the write below may run again on fresh facts): each entry
+        # completed from its CDA header and validated, the content hashed
         completed: set[str] = set()  # keys of the documents the core completed
-        for index, doc in enumerate(sub.documents):
+        for index, doc in enumerate(submission.documents):
             try:
-                if await self._complete(doc):
+                if self._complete(doc):
                     completed.add(doc.key)
                 doc.entry.validate()
             except CoreError as exc:
-                if len(sub.documents) > 1:
+                if len(submission.documents) > 1:
                     exc.at(f"documents[{index}]")
                 raise
-        _same_unique_ids(sub)
+        _same_unique_ids(submission)
         hashes = {
             d.key: hashlib.sha256(d.content.data).hexdigest()
-            for d in sub.documents
+            for d in submission.documents
             if isinstance(d.content, InlineContent)
         }
+        return await self.ctx.write(lambda unit: self._publish(unit, submission, completed, hashes))
+
+    async def _publish(
+        self, unit: Unit, sub: Submission, completed: set[str], hashes: dict[str, str]
+    ) -> Published:
         # one read: the record's facts, and what of this submission is stored already
         loaded, known = await self._load(unit, sub, set(hashes.values()))
         record = loaded.record
@@ -266,7 +264,7 @@ class Publisher:
             )
         return loaded, known
 
-    async def _complete(self, doc: NewDocument) -> bool:
+    def _complete(self, doc: NewDocument) -> bool:
         """Complete the entry from the content's CDA header; whether anything was filled."""
         if isinstance(doc.content, InlineContent):
             return bool(complete_from_cda(doc.entry, doc.content.data, doc.content.content_type))
@@ -526,100 +524,6 @@ class Publisher:
             )
         )
         return set_id
-
-    # -- content uploaded before its metadata (a raw Binary) ----------------------------------
-    async def upload(
-        self, record_id: str, content_type: str, chunks: AsyncIterator[bytes]
-    ) -> tuple[str, int]:
-        """Stream raw content into the store for a later document; (binary id, size)."""
-
-        async def check(unit: Unit) -> None:
-            """Refuse before reading the stream; the decision is traced when it is stored."""
-            loaded = await self.ctx.facts.load(unit, record_id)
-            decision = self.guard.allows(Action.BINARY_CREATE, loaded.facts if loaded else None)
-            if not decision:
-                self.guard.trace(
-                    unit, Action.BINARY_CREATE, decision, record_id=record_id if loaded else None
-                )
-                raise (
-                    NotFound(NOT_FOUND)
-                    if loaded is None
-                    else Refused(f"not allowed: {decision.reason}")
-                )
-
-        await self.ctx.read(check)
-        upload = await self.ctx.upload(record_id)
-        limit = self.ctx.limits.max_upload_bytes
-        try:
-            async for chunk in chunks:
-                if upload.size + len(chunk) > limit:
-                    raise TooLarge(f"content exceeds the {limit}-byte limit", field="content")
-                await upload.write(chunk)
-            staged = await upload.finish()
-        except BaseException:
-            await upload.abort()
-            raise
-        binary_id = f"{record_id}-{new_id()[:20]}"
-
-        async def store(unit: Unit) -> bool:
-            """Name the uploaded content; True if it is new to the record (kept)."""
-            loaded = await self.ctx.facts.load(unit, record_id)
-            self.guard.check(
-                unit,
-                Action.BINARY_CREATE,
-                loaded.facts if loaded else None,
-                record_id=record_id,
-                detail=f"Binary/{binary_id} {staged.info.size} bytes",
-                hide=loaded is None,
-            )
-            assert loaded is not None
-            now = self.ctx.now()
-            found = await contents_of(unit, record_id, [staged.info.sha256])
-            new = staged.info.sha256 not in found
-            if new:
-                unit.add(
-                    Insert(
-                        contents,
-                        [
-                            {
-                                "record_id": record_id,
-                                "sha256": staged.info.sha256,
-                                "blob_id": staged.info.blob_id,
-                                "size": staged.info.size,
-                                "sha1": staged.info.sha1,
-                                "created_at": now,
-                                "store": staged.store,
-                            }
-                        ],
-                    )
-                )
-            unit.add(
-                Insert(
-                    binaries,
-                    [
-                        {
-                            "record_id": record_id,
-                            "binary_id": binary_id,
-                            "sha256": staged.info.sha256,
-                            "content_type": content_type,
-                            "created_by": self.actor.id,
-                            "created_at": now,
-                        }
-                    ],
-                )
-            )
-            unit.add(
-                Check(records, {"record_id": record_id, "rules_version": loaded.rules_version})
-            )
-            return new
-
-        try:
-            kept = await self.ctx.write(store)
-        except BaseException:
-            await self.ctx.settle(staged, keep=False)
-            raise
-        await self.ctx.settle(staged, keep=kept)
-        return binary_id, staged.info.size
 
 
 def _same_unique_ids(sub: Submission) -> None:

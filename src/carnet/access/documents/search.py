@@ -27,7 +27,7 @@ from carnet.access.documents.repository import (
     facts_of_row,
     open_document,
 )
-from carnet.access.facts import LoadedRecord
+from carnet.access.facts import LoadedRecord, pg_facts_sql
 from carnet.access.policy import Decision
 from carnet.access.records.repository import open_record
 from carnet.access.unit_of_work import Unit
@@ -146,6 +146,11 @@ class Searcher:
     async def search(self, criteria: DocumentCriteria) -> DocumentPage:
         async def operation(unit: Unit) -> DocumentPage:
             scan = _Scan()
+            if unit.pg and _one_patient(criteria):
+                fast = await self._one_patient_pg(unit, scan, criteria)
+                if fast is not None:
+                    return fast
+                scan = _Scan()
             named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
             conds: list[ColumnElement[bool]] = document_conditions(criteria)
             conds.append(documents.c.status != DocumentStatus.DELETED.value)
@@ -181,6 +186,74 @@ class Searcher:
             return DocumentPage(items, total, next_cursor, included)
 
         return await self.ctx.read(operation)
+
+    async def _one_patient_pg(
+        self, unit: Unit, scan: _Scan, criteria: DocumentCriteria
+    ) -> DocumentPage | None:
+        """PostgreSQL, the common ITI-67 search (one patient, no filter but paging): the
+        record's facts and the page's rows in one round trip. None when the page needs more rows
+        than one read gives (refused rows in the way): the general path takes over."""
+        limit = criteria.count + 1 + SLACK
+        cursor = criteria.cursor
+        if criteria.record_ids:
+            sql = PG_PAGE_BY_ID_DESC if criteria.sort_desc else PG_PAGE_BY_ID_ASC
+            first: str | None = criteria.record_ids[0][0]
+            second: str | None = None
+        else:
+            token = criteria.patient_identifiers[0][0]
+            sql = PG_PAGE_BY_INS_DESC if criteria.sort_desc else PG_PAGE_BY_INS_ASC
+            first = token.system.removeprefix("urn:oid:") if token.system else None
+            second = token.code.upper()
+            if first is None:
+                return None  # an INS without its system: the general path matches any
+        loaded, rows = await self.ctx.facts.load_pg_rows(
+            unit,
+            sql,
+            first,
+            second,
+            cursor is not None,
+            cursor[0] if cursor else None,
+            cursor[1] if cursor else None,
+            limit,
+        )
+        if loaded is None:
+            return DocumentPage([], 0, None, [])
+        rid = loaded.record_id
+        scan.loaded[rid] = loaded
+        scan.decisions[rid] = decision = self.guard.allows(Action.DOCUMENT_SEARCH, loaded.facts)
+        found = [DocumentRow(_Prefixed(m)) for m in rows if m["d_doc_id"] is not None]
+        out: list[DocumentRow] = []
+        if decision:
+            for row in found:
+                if self._visible(scan, rid, row.m):
+                    out.append(row)
+        more = len(out) > criteria.count
+        if not more and len(found) == limit:
+            return None  # refused rows filled the read: read on, the general way
+        out = out[: criteria.count]
+        total = len(out)
+        if more or cursor is not None:
+            conds = [
+                documents.c.record_id == rid,
+                documents.c.status != DocumentStatus.DELETED.value,
+                documents.c.archived == False,  # noqa: E712 - SQL expression
+            ]
+            total = await self._count(unit, scan, conds) if decision else 0
+        key = await unit.key(rid) if out else b""
+        items = [r.stored(unit.unseal_with(key, rid, bytes(r.m["resource"]))) for r in out]
+        for doc in items:
+            scan.returned.setdefault(rid, []).append(doc.doc_id)
+        self._trace(unit, scan, [rid])
+        included = []
+        if (
+            criteria.include_subject
+            and items
+            and self.guard.allows(Action.RECORD_READ, loaded.facts)
+        ):
+            included.append(await open_record(unit, loaded.record, loaded.sealed))
+        last = items[-1] if items else None
+        next_cursor = (last.date, last.doc_id) if more and last and last.date else None
+        return DocumentPage(items, total, next_cursor, included)
 
     def _order(self, criteria: DocumentCriteria) -> tuple[Any, ...]:
         d = documents.c
@@ -374,6 +447,64 @@ class Searcher:
             return out, len(shown), nxt
 
         return await self.ctx.read(operation)
+
+
+def _one_patient(c: DocumentCriteria) -> bool:
+    """The search names one patient (by record id, or by one INS) and filters nothing else."""
+    named = (
+        len(c.record_ids) == 1 and len(c.record_ids[0]) == 1 and not c.patient_identifiers
+    ) or (
+        len(c.patient_identifiers) == 1 and len(c.patient_identifiers[0]) == 1 and not c.record_ids
+    )
+    filters = (
+        c.ids,
+        c.identifier,
+        c.type,
+        c.category,
+        c.status,
+        c.setting,
+        c.facility,
+        c.format,
+        c.security_label,
+        c.author_identifier,
+        c.date,
+        c.period,
+    )
+    return named and not any(filters) and c.archived is None
+
+
+_DOC_COLUMNS = ", ".join(f"d.{c.name} AS d_{c.name}" for c in documents.columns)
+_PG_PAGE = """ LEFT JOIN LATERAL (
+  SELECT {columns} FROM documents d
+   WHERE d.record_id = r.record_id AND d.status <> 'entered-in-error' AND NOT d.archived
+     AND (NOT $5::boolean OR (d.date, d.doc_id) {cmp} ($6::timestamp, $7::text))
+   ORDER BY d.date {order}, d.doc_id {order}
+   LIMIT $8) d ON true"""
+
+
+def _page_sql(by_ins: bool, desc: bool) -> str:
+    page = _PG_PAGE.format(
+        columns=_DOC_COLUMNS, cmp="<" if desc else ">", order="DESC" if desc else "ASC"
+    )
+    return pg_facts_sql(", d.*", by_ins=by_ins, join=page)
+
+
+PG_PAGE_BY_ID_DESC = _page_sql(False, True)
+PG_PAGE_BY_ID_ASC = _page_sql(False, False)
+PG_PAGE_BY_INS_DESC = _page_sql(True, True)
+PG_PAGE_BY_INS_ASC = _page_sql(True, False)
+
+
+class _Prefixed:
+    """A document's columns in a row that carries the record's facts too (``d_<name>``)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def __getitem__(self, name: str) -> Any:
+        return self.row["d_" + name]
 
 
 def _in_order(doc_ids: list[str], core: bytes | None) -> list[str]:

@@ -1,6 +1,7 @@
 """Documents (dmp.md §3, §4, §6; DMP TD2.1 to TD3.3): publish, upload, read, search, change.
 
-One facade over the modules that do each: publish.py (add and replace, uploads), reading.py
+One facade over the modules that do each: publish.py (add and replace), upload.py (content
+before its metadata), reading.py
 (read, versions, content), search.py (documents and submission sets), update.py (metadata
 changes). Every operation takes and returns domain types (carnet.domain.documents).
 """
@@ -15,6 +16,7 @@ from carnet.access.documents.publish import Publisher
 from carnet.access.documents.reading import Reader
 from carnet.access.documents.search import Searcher
 from carnet.access.documents.update import Updater
+from carnet.access.documents.upload import Uploader
 from carnet.domain.documents import (
     DocumentChange,
     DocumentPage,
@@ -32,6 +34,7 @@ class DocumentService:
         self._reader = Reader(ctx)
         self._searcher = Searcher(ctx)
         self._updater = Updater(ctx)
+        self._uploader = Uploader(ctx)
 
     async def publish(self, submission: Submission) -> Published:
         """Add documents (and replace others) for one patient: all of them or none."""
@@ -41,7 +44,7 @@ class DocumentService:
         self, record_id: str, content_type: str, chunks: AsyncIterator[bytes]
     ) -> tuple[str, int]:
         """Store content before its metadata (streamed); its binary id and size."""
-        return await self._publisher.upload(record_id, content_type, chunks)
+        return await self._uploader.upload(record_id, content_type, chunks)
 
     async def read(self, doc_id: str, version: int | None = None) -> StoredDocument:
         return await self._reader.read(doc_id, version)
