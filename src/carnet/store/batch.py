@@ -19,6 +19,7 @@ Two ways to commit the same write:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
+from carnet.store.tables import metadata
 from carnet.store.upsert import insert_ignore
 
 
@@ -132,79 +134,112 @@ def _pg_type(sqltype: TypeEngine[Any]) -> str:
     return "text"
 
 
-class _Params:
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def add(self, value: Any, cast: str | None = None) -> str:
-        self.values.append(value)
-        ref = f"${len(self.values)}"
-        return f"{ref}::{cast}" if cast else ref
+Shape = tuple[tuple[Any, ...], ...]
 
 
-def _where_sql(table: Table, where: dict[str, Any], params: _Params) -> str:
-    parts = []
-    for name, value in where.items():
-        column = table.c[name]
-        if value is None:
-            parts.append(f"{name} IS NULL")
+def _shape(write: Write) -> Shape:
+    """What the statement's text depends on: each operation's kind, table, columns, and which
+    conditions are NULL (its values go in the arguments)."""
+    out: list[tuple[Any, ...]] = []
+    for op in write.ops:
+        table = op.table.name
+        if isinstance(op, Check):
+            out.append(("check", table, tuple((k, v is None) for k, v in op.where.items())))
+        elif isinstance(op, Insert):
+            out.append(("insert", table, tuple(op.rows[0]), op.ignore_conflicts))
+        elif isinstance(op, Update):
+            out.append(
+                (
+                    "update",
+                    table,
+                    tuple(op.values),
+                    tuple((k, v is None) for k, v in op.where.items()),
+                    op.expect_rows,
+                )
+            )
         else:
-            parts.append(f"{name} = {params.add(value, _pg_type(column.type))}")
-    return " AND ".join(parts) or "true"
+            out.append(("delete", table, tuple((k, v is None) for k, v in op.where.items())))
+    return tuple(out)
 
 
-def compile_pg(write: Write) -> tuple[str, list[Any]]:
-    """The statement (and its arguments) that commits ``write`` on PostgreSQL.
+def _arguments(write: Write) -> list[Any]:
+    """The statement's arguments, in the order :func:`_statement` numbers them."""
+    args: list[Any] = []
+    for op in write.ops:
+        if isinstance(op, Insert):
+            rows = op.rows
+            args += [[row[c] for row in rows] for c in rows[0]]
+            continue
+        if isinstance(op, Update):
+            args += list(op.values.values())
+        args += [v for v in op.where.values() if v is not None]
+    return args
 
-    The sub-statements of a WITH run in an order PostgreSQL chooses; each one here waits for the
-    one before it (``after``: it reads its count), so that they run in the order of the write
-    (a row deleted before a row with the same key is inserted, say)."""
-    params = _Params()
+
+@functools.lru_cache(maxsize=512)
+def _statement(shape: Shape) -> str:
+    """The statement of a write of this shape: each operation a CTE waiting for the one before
+    it (``after``: it reads its count), so that they run in the order of the write (a row
+    deleted before a row with the same key is inserted, say); the checks verified at the end by
+    ``carnet_check``, which aborts the whole statement when one fails."""
+    n = 0
+
+    def param(table: str, column: str, array: bool = False) -> str:
+        nonlocal n
+        n += 1
+        kind = _pg_type(metadata.tables[table].c[column].type)
+        return f"${n}::{kind}{'[]' if array else ''}"
+
+    def where(table: str, conditions: tuple[tuple[str, bool], ...]) -> str:
+        parts = [
+            f"{name} IS NULL" if is_null else f"{name} = {param(table, name)}"
+            for name, is_null in conditions
+        ]
+        return " AND ".join(parts) or "true"
+
     ctes: list[str] = []
     checks: list[str] = []
-    for index, op in enumerate(write.ops):
+    for index, part in enumerate(shape):
+        kind, table = part[0], part[1]
         name = f"w{index}"
-        table = op.table.name
         after = f" AND (SELECT count(*) FROM w{index - 1}) >= 0" if index else ""
-        if isinstance(op, Check):
+        if kind == "check":
             ctes.append(
-                f"{name} AS (SELECT 1 FROM {table} WHERE "
-                f"{_where_sql(op.table, op.where, params)}{after} FOR SHARE)"
+                f"{name} AS (SELECT 1 FROM {table} WHERE {where(table, part[2])}{after} FOR SHARE)"
             )
             checks.append(f"(SELECT count(*) FROM {name}) = 1")
-        elif isinstance(op, Insert):
-            columns = list(op.rows[0])
-            arrays = ", ".join(
-                params.add([row[c] for row in op.rows], f"{_pg_type(op.table.c[c].type)}[]")
-                for c in columns
-            )
-            conflict = " ON CONFLICT DO NOTHING" if op.ignore_conflicts else ""
+        elif kind == "insert":
+            columns, ignore = part[2], part[3]
+            arrays = ", ".join(param(table, c, array=True) for c in columns)
+            conflict = " ON CONFLICT DO NOTHING" if ignore else ""
             ctes.append(
                 f"{name} AS (INSERT INTO {table} ({', '.join(columns)}) "
                 f"SELECT * FROM unnest({arrays}) WHERE true{after}{conflict} RETURNING 1)"
             )
-        elif isinstance(op, Update):
-            sets = ", ".join(
-                f"{c} = {params.add(v, _pg_type(op.table.c[c].type))}" for c, v in op.values.items()
-            )
+        elif kind == "update":
+            sets = ", ".join(f"{c} = {param(table, c)}" for c in part[2])
             ctes.append(
-                f"{name} AS (UPDATE {table} SET {sets} WHERE "
-                f"{_where_sql(op.table, op.where, params)}{after} RETURNING 1)"
+                f"{name} AS (UPDATE {table} SET {sets} WHERE {where(table, part[3])}{after} "
+                "RETURNING 1)"
             )
-            if op.expect_rows is not None:
-                checks.append(f"(SELECT count(*) FROM {name}) = {int(op.expect_rows)}")
+            if part[4] is not None:
+                checks.append(f"(SELECT count(*) FROM {name}) = {int(part[4])}")
         else:
             ctes.append(
-                f"{name} AS (DELETE FROM {table} WHERE "
-                f"{_where_sql(op.table, op.where, params)}{after} RETURNING 1)"
+                f"{name} AS (DELETE FROM {table} WHERE {where(table, part[2])}{after} RETURNING 1)"
             )
     final = (
         f"SELECT carnet_check({' AND '.join(checks)}, 'a fact changed meanwhile')"
         if checks
         else "SELECT true"
     )
-    sql = ("WITH " + ",\n".join(ctes) + "\n" + final) if ctes else final
-    return sql, params.values
+    return ("WITH " + ",\n".join(ctes) + "\n" + final) if ctes else final
+
+
+def compile_pg(write: Write) -> tuple[str, list[Any]]:
+    """The statement (and its arguments) that commits ``write`` on PostgreSQL; its text is made
+    once per shape of write (and asyncpg prepares it once per connection)."""
+    return _statement(_shape(write)), _arguments(write)
 
 
 async def execute_pg(driver: Any, write: Write) -> None:
