@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from carnet.access.core import Core
 from carnet.access.policy import Action, RecordFacts, RecordState, decide
 from carnet.domain.actors import AccessMode, Actor, ActorKind
-from carnet.domain.audit_verify import verify_chains
 from carnet.domain.errors import NotFound
 from carnet.domain.traces import AuditCriteria
 from carnet.fhir.patient_resource import patient_input
+from carnet.store.audit_scan import verify_chains
 from carnet.store.tables import records
 from tests.factories import patient_resource, random_nir
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from carnet.access.core import Core
 from carnet.domain.actors import Actor, ActorKind
-from carnet.domain.audit_verify import ProblemKind, verify_all, verify_chains
+from carnet.domain.audit_verify import ProblemKind
 from carnet.domain.content import InlineContent
 from carnet.domain.documents import NewDocument, Submission
 from carnet.domain.ins import Ins
@@ -27,6 +27,7 @@ from carnet.domain.traces import GENESIS, canonical, chain_hash, trace_event
 from carnet.fhir.docref_resource import entry_from_docref
 from carnet.fhir.patient_resource import patient_input
 from carnet.settings import Settings
+from carnet.store.audit_scan import verify_all, verify_chains
 from carnet.store.db import alembic_config, create_engine
 from carnet.store.tables import audit_events, audit_heads
 from carnet.store.trace_chain import append_events

@@ -18,8 +18,10 @@ from carnet.access.guard import Guard
 from carnet.access.tracing import TraceWriter
 from carnet.access.unit_of_work import Unit, run
 from carnet.domain.actors import Actor
+from carnet.domain.audit_verify import VerifyReport
 from carnet.domain.clock import utcnow
 from carnet.domain.content import ContentInfo
+from carnet.store.audit_scan import verify_store
 from carnet.store.content import StagedBlob, Upload
 from carnet.store.services import StoreServices
 
@@ -102,11 +104,11 @@ class Context:
             async with self._store.engine.connect() as conn:
                 await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
-    async def verify_chains(self, progress: Callable[[int], None] | None = None) -> object:
+    async def verify_chains(
+        self, progress: Callable[[int, int], None] | None = None
+    ) -> VerifyReport:
         """Recompute every trace chain (docs/traces.md)."""
-        from carnet.domain.audit_verify import verify_all
-
-        return await verify_all(self._store.engine, progress=progress)
+        return await verify_store(self._store.engine, progress)
 
     async def settle(self, staged: StagedBlob, *, keep: bool) -> None:
         """Content written before the write that names it: kept or removed."""

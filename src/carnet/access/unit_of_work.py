@@ -242,7 +242,10 @@ async def run(
         if writing:
             writer.learn(after)
         else:
-            await writer.append(unit.events, unit.notices, unit.heads)
+            try:
+                await writer.append(unit.events, unit.notices, unit.heads)
+            except OperationalError as exc:  # nothing is served untraced
+                raise Busy(f"the store is busy or unreachable: {exc.orig}") from None
         for task in unit.after_commit:
             await task()
         return result

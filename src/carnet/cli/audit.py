@@ -15,9 +15,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from carnet.domain.audit_verify import VerifyReport, count_events, verify_all
+from carnet.access.core import Core
+from carnet.domain.actors import Actor, ActorKind
+from carnet.domain.audit_verify import VerifyReport
 from carnet.domain.errors import CoreError
 from carnet.settings import Settings
 
@@ -42,12 +43,12 @@ def _where(settings: Settings) -> str:
     return url.split("@")[-1] if "@" in url else url.split("///", 1)[-1]
 
 
-async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
-    from carnet.store.db import create_engine
+OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="carnet-audit-verify", issuer="carnet")
 
-    engine = create_engine(settings)
+
+async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
+    core = await Core.start(settings, run_migrations=False)
     try:
-        total = await count_events(engine)
         with Progress(
             TextColumn("verifying traces"),
             BarColumn(),
@@ -57,19 +58,12 @@ async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
             transient=True,
             disable=not show_progress,
         ) as bar:
-            task = bar.add_task("verify", total=total)
-            return await verify_all(engine, progress=lambda n: bar.advance(task, n))
+            task = bar.add_task("verify", total=None)
+            return await core.scope(OPERATOR).traces.verify(
+                progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
     finally:
-        await engine.dispose()
-
-
-def _explain(exc: SQLAlchemyError) -> str:
-    text = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
-    low = text.lower()
-    missing = ("no such table", "no such column", 'relation "audit_events" does not exist')
-    if any(m in low for m in missing) or ("column" in low and "does not exist" in low):
-        return f"the database has no hash-chained traces ({text}); run `carnet migrate` first"
-    return f"cannot read the database: {text}"
+        await core.close()
 
 
 @app.command("verify")
@@ -98,11 +92,10 @@ def verify(
     show = err.is_terminal if progress is None else progress
     try:
         report = asyncio.run(_run(settings, show))
-    except SQLAlchemyError as exc:
-        raise _fail(_explain(exc)) from None
-    except (OSError, CoreError) as exc:
-        message = exc.message if isinstance(exc, CoreError) else str(exc)
-        raise _fail(f"cannot read the database: {message}") from None
+    except CoreError as exc:
+        raise _fail(exc.message) from None
+    except OSError as exc:
+        raise _fail(f"cannot read the database: {exc}") from None
     _print(report, settings, limit)
     if not report.ok:
         raise typer.Exit(code=1)

@@ -1,4 +1,5 @@
-"""``carnet audit verify``: walk every trace chain and recompute it (docs/traces.md).
+"""``carnet audit verify``: walk every trace chain and recompute it (docs/traces.md). This is the
+pure part: the events come from the store (carnet/store/audit_scan.py).
 
 The events are streamed in (record_id, seq) order, so memory stays flat whatever the size of the
 table. For each chain, each event must
@@ -17,16 +18,11 @@ docs/traces.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from carnet.domain.traces import GENESIS, StoredEvent, chain_hash
-from carnet.store.tables import audit_events
-from carnet.store.trace_chain import event_from_row
 
 BATCH = 2000
 
@@ -97,46 +93,24 @@ def check_event(event: StoredEvent, prev_seq: int, prev_hash: str) -> list[Chain
     return out
 
 
-async def count_events(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int(
-            (await conn.execute(select(func.count()).select_from(audit_events))).scalar_one()
-        )
+@dataclass(slots=True)
+class ChainWalker:
+    """Checks events given in (record_id, seq) order, chain after chain, into ``report``."""
 
-
-async def verify_all(
-    engine: AsyncEngine,
-    *,
-    progress: Callable[[int], None] | None = None,
-) -> VerifyReport:
-    """Check every chain; ``progress(n)`` is called after each batch of ``n`` events."""
-    report = VerifyReport()
-    stmt = (
-        select(audit_events)
-        .order_by(audit_events.c.record_id, audit_events.c.seq)
-        .execution_options(yield_per=BATCH)
-    )
+    report: VerifyReport = field(default_factory=VerifyReport)
     current: str | None = None
-    prev_seq, prev_hash = 0, GENESIS
-    async with engine.connect() as conn:
-        result = await conn.stream(stmt)
-        async for partition in result.partitions(BATCH):
-            for row in partition:
-                event = event_from_row(row)
-                if event.record_id != current:
-                    current, prev_seq, prev_hash = event.record_id, 0, GENESIS
-                    report.chains += 1
-                found = check_event(event, prev_seq, prev_hash)
-                if found:
-                    report.problems.extend(found)
-                    report.broken_chains.add(event.record_id)
-                prev_seq, prev_hash = event.seq, event.hash
-                report.events += 1
-            if progress is not None:
-                progress(len(partition))
-    return report
+    prev_seq: int = 0
+    prev_hash: str = GENESIS
 
-
-async def verify_chains(engine: AsyncEngine) -> list[ChainProblem]:
-    """Every problem of every chain, in (record_id, seq) order; empty when all is intact."""
-    return (await verify_all(engine)).problems
+    def feed(self, events: Iterable[StoredEvent]) -> None:
+        report = self.report
+        for event in events:
+            if event.record_id != self.current:
+                self.current, self.prev_seq, self.prev_hash = event.record_id, 0, GENESIS
+                report.chains += 1
+            found = check_event(event, self.prev_seq, self.prev_hash)
+            if found:
+                report.problems.extend(found)
+                report.broken_chains.add(event.record_id)
+            self.prev_seq, self.prev_hash = event.seq, event.hash
+            report.events += 1

@@ -23,6 +23,7 @@ from carnet.access.policy import Decision, EventFacts
 from carnet.access.unit_of_work import Unit
 from carnet.domain.actions import Action
 from carnet.domain.actors import ActorKind
+from carnet.domain.audit_verify import VerifyReport
 from carnet.domain.errors import Invalid, Reason, Refused
 from carnet.domain.ins import Ins
 from carnet.domain.records import RecordState
@@ -272,14 +273,22 @@ class TraceService:
             )
 
     # -- verification (the operator) -----------------------------------------------------------
-    async def verify(self, progress: Callable[[int], None] | None = None) -> object:
-        """``carnet audit verify``: recompute every chain (the operator only)."""
+    async def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """``carnet audit verify``: recompute every chain (the operator only);
+        ``progress(done, total)`` as it goes."""
 
-        async def decide(unit: Unit) -> None:
-            decision = self.guard.allows(Action.AUDIT_VERIFY, None)
-            self.guard.trace(unit, Action.AUDIT_VERIFY, decision, record_id=None)
+        decision = self.guard.allows(Action.AUDIT_VERIFY, None)
+        report = await self.ctx.verify_chains(progress) if decision else None
+
+        async def trace(unit: Unit) -> None:
+            detail = None
+            if report is not None:
+                detail = f"{report.events} events in {report.chains} chains, "
+                detail += f"{len(report.problems)} problems"
+            self.guard.trace(unit, Action.AUDIT_VERIFY, decision, record_id=None, detail=detail)
             if not decision:
                 raise Refused(f"not allowed: {decision.reason}")
 
-        await self.ctx.read(decide)
-        return await self.ctx.verify_chains(progress)
+        await self.ctx.read(trace)
+        assert report is not None
+        return report
