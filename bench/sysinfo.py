@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -140,6 +141,25 @@ def _cmdline(pid: int) -> str:
     return _read(f"/proc/{pid}/cmdline").replace("\0", " ").strip()
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of a process (/proc/<pid>/statm), None if it is gone."""
+    raw = _read(f"/proc/{pid}/statm").split()
+    return int(raw[1]) * PAGE_SIZE if len(raw) > 1 else None
+
+
+def server_role(pid: int, server_pid: int | None, workers: int) -> str:
+    """``worker`` (serves requests), ``supervisor`` (uvicorn's parent of several workers) or
+    ``helper`` (multiprocessing's resource tracker and the like)."""
+    cmd = _cmdline(pid)
+    if pid == server_pid:
+        return "worker" if workers <= 1 else "supervisor"
+    if "multiprocessing.spawn" in cmd or "multiprocessing.forkserver" in cmd:
+        return "worker"
+    if "resource_tracker" in cmd:
+        return "helper"
+    return "worker" if "uvicorn" in cmd or "carnet" in cmd else "helper"
+
+
 GROUPS = ("server", "loadgen", "pg_ours", "pg_shared", "pg_other", "other")
 
 
@@ -172,9 +192,18 @@ class CpuSampler:
     backends come and go); at most the last ``interval`` of an exiting process is missed.
     """
 
-    def __init__(self, server_pid: int | None, dbname: str | None, interval: float = 0.5):
+    def __init__(
+        self,
+        server_pid: int | None,
+        dbname: str | None,
+        interval: float = 0.5,
+        workers: int = 1,
+    ):
         self.server_pid = server_pid
         self.dbname = dbname
+        self.workers = workers
+        self.rss_max: dict[int, int] = {}  # server processes: the largest RSS seen
+        self.roles: dict[int, str] = {}
         self.interval = interval
         self.group: dict[int, str] = {}
         self.first: dict[int, float] = {}  # CPU at start; 0 for processes started since
@@ -214,6 +243,12 @@ class CpuSampler:
                     self.group[pid] = self._classify(pid, procs)
                     self.first[pid] = cpu if initial else 0.0
                 self.last[pid] = cpu
+                if self.group[pid] == "server":
+                    rss = rss_bytes(pid)
+                    if rss is not None and rss > self.rss_max.get(pid, 0):
+                        self.rss_max[pid] = rss
+                    if pid not in self.roles:
+                        self.roles[pid] = server_role(pid, self.server_pid, self.workers)
 
     def _reaped_by_postmaster(self) -> float:
         for pid, (ppid, comm, _cpu, children) in _scan().items():
@@ -260,6 +295,28 @@ class CpuSampler:
             out["pg_ms_per_request"] = out["pg_ours_ms_per_request"]
         out["unaccounted_percent"] = round(100 * max(busy - sum(used.values()), 0.0) / total, 1)
         return out
+
+    def memory(self) -> dict[str, object]:
+        """The largest RSS seen of each server process, sampled every ``interval`` seconds."""
+        procs = [
+            {
+                "pid": pid,
+                "role": self.roles.get(pid, "helper"),
+                "max_rss_mib": round(rss / 2**20, 1),
+            }
+            for pid, rss in sorted(self.rss_max.items())
+        ]
+        workers = [
+            round(rss / 2**20, 1)
+            for pid, rss in self.rss_max.items()
+            if self.roles.get(pid) == "worker"
+        ]
+        return {
+            "max_rss_mib_per_worker": max(workers) if workers else None,
+            "workers_seen": len(workers),
+            "processes": procs,
+            "sampled_every_s": self.interval,
+        }
 
 
 def loadavg() -> str:
