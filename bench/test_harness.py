@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,9 @@ def test_raw_client_against_a_keep_alive_server() -> None:
     assert chunked == (200, 3, b"")
 
 
-def _metrics(ok_per_s: float, p50: float = 1.0, p99: float = 2.0, rss: float = 100.0) -> dict:
+def _metrics(
+    ok_per_s: float, p50: float = 1.0, p99: float = 2.0, rss: float = 100.0
+) -> dict[str, Any]:
     m = LoadResult(ok=1, elapsed=1.0).metrics()
     m["ok_per_s"] = ok_per_s
     m["latency_ms"].update(p50=p50, p90=p99, p99=p99)
