@@ -51,7 +51,7 @@ def machine() -> dict[str, object]:
     }
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, strip: bool = True) -> str:
     # --no-optional-locks: read-only, never refreshes the index.
     out = subprocess.run(
         ["git", "--no-optional-locks", *args],
@@ -60,17 +60,21 @@ def _git(*args: str) -> str:
         text=True,
         check=False,
     )
-    return out.stdout.strip()
+    return out.stdout.strip() if strip else out.stdout
 
 
 def git_state(source: str = "worktree") -> dict[str, object]:
     """The commit and, when the working tree is measured, whether it differs from it."""
-    changed = [ln[3:] for ln in _git("status", "--porcelain").splitlines() if ln]
+    # -z: NUL-separated entries "XY path" (stripping the output would eat the first X)
+    changed = [
+        e[3:] for e in _git("status", "--porcelain", "-z", strip=False).split("\0") if len(e) > 3
+    ]
     head = _git("rev-parse", "--short", "HEAD") or "unknown"
     if source != "worktree":
         commit = _git("rev-parse", "--short", f"{source}^{{commit}}") or "unknown"
         return {
             "commit": commit,
+            "src_commit": _git("log", "-1", "--format=%h", commit, "--", "src") or "unknown",
             "head": head,
             "source": f"git archive {source} (a clean snapshot of src/ and tests/)",
             "dirty": False,
@@ -78,8 +82,11 @@ def git_state(source: str = "worktree") -> dict[str, object]:
         }
     return {
         "commit": head,
+        # the last commit that changed the code under test (bench/ commits change no result)
+        "src_commit": _git("log", "-1", "--format=%h", "HEAD", "--", "src") or "unknown",
         "source": "working tree",
         "dirty": bool(changed),
+        "src_dirty": any(c.startswith("src/") for c in changed),
         "changed_files": changed[:50],
     }
 
