@@ -433,6 +433,16 @@ class Runner:
         )
 
 
+def _other_work(cpu: dict[str, Any]) -> float:
+    """Share of the machine taken by work that is not the benchmark's (noise)."""
+    return float(
+        cpu["other_percent"]
+        + cpu["pg_other_percent"]
+        + cpu["unaccounted_percent"]
+        + cpu.get("steal_percent", 0.0)
+    )
+
+
 def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
     cpu = metrics["cpu"]
     errs = metrics["errors"]
@@ -442,10 +452,10 @@ def _print_metrics(name: str, metrics: dict[str, Any]) -> None:
         f"  {name}: {metrics['ok_per_s']:,}/s, p50 {metrics['latency_ms']['p50']} ms, "
         f"p99 {metrics['latency_ms']['p99']} ms, errors {errs}; CPU % of the machine: server "
         f"{cpu['server_percent']}, pg {cpu['pg_ours_percent'] + cpu['pg_shared_percent']:.1f}, "
-        f"loadgen {cpu['loadgen_percent']}, other {cpu['other_percent']}"
+        f"loadgen {cpu['loadgen_percent']}, other work {_other_work(cpu):.0f}"
         + (f"; worker RSS ≤ {rss} MiB" if rss else "")
     )
-    other = cpu["other_percent"] + cpu["pg_other_percent"] + cpu["unaccounted_percent"]
+    other = _other_work(cpu)
     metrics["disturbed"] = other > 15
     if metrics["disturbed"]:
         console.print(
@@ -915,7 +925,7 @@ def summary_table(docs: list[dict[str, Any]]) -> Table:
                 "" if minimal else f"{cpu['server_percent']:.0f}",
                 f"{cpu['pg_ours_percent'] + cpu['pg_shared_percent']:.0f}",
                 f"{cpu['loadgen_percent']:.0f}",
-                f"{cpu['other_percent'] + cpu['pg_other_percent']:.0f} %",
+                f"{_other_work(cpu):.0f} %",
                 "" if minimal or rss is None else f"{rss:.0f}",
             )
     return t

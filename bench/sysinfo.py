@@ -170,13 +170,15 @@ def server_role(pid: int, server_pid: int | None, workers: int) -> str:
 GROUPS = ("server", "loadgen", "pg_ours", "pg_shared", "pg_other", "other")
 
 
-def _machine_ticks() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the machine since boot, all cores."""
+def _machine_ticks() -> tuple[float, float, float]:
+    """(busy, total, steal) CPU seconds of the machine since boot, all cores. Steal (time the
+    hypervisor gave to other guests) counts as busy: no process of ours could run."""
     first = _read("/proc/stat").splitlines()[0].split()[1:]
     ticks = [int(x) for x in first]
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
     total = sum(ticks[:8])
-    return (total - idle) / CLK_TCK, total / CLK_TCK
+    steal = ticks[7] if len(ticks) > 7 else 0
+    return (total - idle) / CLK_TCK, total / CLK_TCK, steal / CLK_TCK
 
 
 def _scan() -> dict[int, tuple[int, str, float, float]]:
@@ -217,7 +219,7 @@ class CpuSampler:
         self.last: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="cpu-sampler")
-        self._machine0 = (0.0, 0.0)
+        self._machine0 = (0.0, 0.0, 0.0)
         self._reaped0 = 0.0
         self._lock = threading.Lock()
 
@@ -279,9 +281,10 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
-        busy1, total1 = _machine_ticks()
+        busy1, total1, steal1 = _machine_ticks()
         busy = busy1 - self._machine0[0]
         total = max(total1 - self._machine0[1], 1e-9)
+        steal = max(steal1 - self._machine0[2], 0.0)
         used = dict.fromkeys(GROUPS, 0.0)
         for pid, group in self.group.items():
             used[group] += max(self.last[pid] - self.first[pid], 0.0)
@@ -300,7 +303,10 @@ class CpuSampler:
                 out[f"{name}_ms_per_request"] = round(1000 * seconds / requests, 3)
         if requests:
             out["pg_ms_per_request"] = out["pg_ours_ms_per_request"]
-        out["unaccounted_percent"] = round(100 * max(busy - sum(used.values()), 0.0) / total, 1)
+        out["steal_percent"] = round(100 * steal / total, 1)
+        out["unaccounted_percent"] = round(
+            100 * max(busy - steal - sum(used.values()), 0.0) / total, 1
+        )
         return out
 
     def memory(self) -> dict[str, object]:
