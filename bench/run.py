@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -202,6 +203,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--no-minimal", action="store_true", help="skip the minimal asyncpg scripts")
     ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each scenario and its minimal script this many times, alternately; "
+        "the best round is reported, with every round's figures and ratios",
+    )
+    ap.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
         help=f"comma-separated subset of {', '.join(SCENARIOS)}",
@@ -235,6 +243,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--max-requests must be in [1, {MAX_REQUESTS}]")
     if not 1 <= args.concurrency <= 1024:
         ap.error("--concurrency must be in [1, 1024]")
+    if not 1 <= args.rounds <= 20:
+        ap.error("--rounds must be in [1, 20]")
     if not 1 <= args.workers <= 64:
         ap.error("--workers must be in [1, 64]")
     if args.publish_patients < 1 or args.search_patients < 1 or args.docs_per_patient < 1:
@@ -433,6 +443,31 @@ class Runner:
         )
 
 
+def keep(scenarios: dict[str, Any], name: str, metrics: dict[str, Any]) -> None:
+    """Record a round of ``name``: the best round (most successes per second) stands for the
+    scenario, since other work on the machine only ever slows a round down; ``rounds`` keeps
+    every round's figures."""
+    lat = metrics["latency_ms"]
+    this = {
+        "ok_per_s": metrics["ok_per_s"],
+        "p50_ms": lat["p50"],
+        "p99_ms": lat["p99"],
+        "errors": metrics["errors"],
+        "other_work_percent": round(_other_work(metrics["cpu"]), 1),
+    }
+    prev = scenarios.get(name)
+    rounds = [*(prev["rounds"] if prev else []), this]
+    best = metrics if prev is None or metrics["ok_per_s"] > prev["ok_per_s"] else prev
+    best["rounds"] = rounds
+    best["errors_all_rounds"] = sum(r["errors"] for r in rounds)
+    scenarios[name] = best
+
+
+def _round(index: int, rounds: int) -> None:
+    if rounds > 1:
+        console.print(f"  [bold]round {index + 1} of {rounds}[/bold]")
+
+
 def _other_work(cpu: dict[str, Any]) -> float:
     """Share of the machine taken by work that is not the benchmark's (noise)."""
     return float(
@@ -541,19 +576,26 @@ async def run_backend(server: ServerProcess, args: argparse.Namespace) -> dict[s
             def make_publish(n: int) -> Request:
                 return ("POST", "/fhir", post_headers, factory.make(n), None)
 
-            scenarios["publish"] = await runner.http("publish", lclients, make_publish, pub_index)
+            mp = None
             if pool is not None and template is not None:
                 from bench.minimal import MinimalPublish
 
                 mp = MinimalPublish(template, args.publish_patients, run_id)
                 await mp.prepare(pool)
-                idx = Indexer()
-                scenarios["minimal-publish-tx"] = await runner.minimal(
-                    "minimal-publish-tx", mp.tx_op(pool), idx
+            idx = Indexer()
+            for rnd in range(args.rounds):
+                _round(rnd, args.rounds)
+                keep(
+                    scenarios,
+                    "publish",
+                    await runner.http("publish", lclients, make_publish, pub_index),
                 )
-                scenarios["minimal-publish-cte"] = await runner.minimal(
-                    "minimal-publish-cte", mp.cte_op(pool), idx
-                )
+                if mp is not None:
+                    for name, op in (
+                        ("minimal-publish-tx", mp.tx_op(pool)),
+                        ("minimal-publish-cte", mp.cte_op(pool)),
+                    ):
+                        keep(scenarios, name, await runner.minimal(name, op, idx))
 
         # -- the HTTP-loaded set: documents to retrieve (and to search without a population) ---
         needs_set = "retrieve" in args.scenarios or (
@@ -602,18 +644,28 @@ async def run_backend(server: ServerProcess, args: argparse.Namespace) -> dict[s
             def make_retrieve(n: int) -> Request:
                 return ("GET", paths[n % len(paths)], binary_headers, None, None)
 
-            scenarios["retrieve"] = await runner.http(
-                "retrieve", lclients, make_retrieve, Indexer()
-            )
-            scenarios["retrieve"]["check"] = {"documents": len(paths), "bytes": len(payload)}
+            keys = None
             if pool is not None:
                 from bench.minimal import content_keys, retrieve_op
 
                 assert server.dsn is not None
                 keys = await content_keys(server.dsn, binaries)
-                scenarios["minimal-retrieve"] = await runner.minimal(
-                    "minimal-retrieve", retrieve_op(pool, keys), Indexer()
+            for rnd in range(args.rounds):
+                _round(rnd, args.rounds)
+                keep(
+                    scenarios,
+                    "retrieve",
+                    await runner.http("retrieve", lclients, make_retrieve, Indexer()),
                 )
+                if keys is not None:
+                    keep(
+                        scenarios,
+                        "minimal-retrieve",
+                        await runner.minimal(
+                            "minimal-retrieve", retrieve_op(pool, keys), Indexer()
+                        ),
+                    )
+            scenarios["retrieve"]["check"] = {"documents": len(paths), "bytes": len(payload)}
 
         # -- ITI-67 search ------------------------------------------------------------------------
         if any(s.startswith("search") for s in args.scenarios):
@@ -647,6 +699,7 @@ async def run_backend(server: ServerProcess, args: argparse.Namespace) -> dict[s
                 "patients_searched": len(targets),
                 "documents_per_patient_mean": round(sum(t[4] for t in targets) / len(targets), 1),
             }
+            makers: list[tuple[str, Callable[[int], Request], dict[str, Any]]] = []
             for name, table in (
                 ("search-patient", by_id_paths),
                 ("search-identifier", by_ins_paths),
@@ -674,15 +727,22 @@ async def run_backend(server: ServerProcess, args: argparse.Namespace) -> dict[s
                     p, h = table[n % len(table)]
                     return ("GET", p, h, None, None)
 
-                metrics = await runner.http(name, lclients, make_search, Indexer())
-                metrics["check"] = found
-                scenarios[name] = metrics
-            if pool is not None:
-                from bench.minimal import search_op
+                makers.append((name, make_search, found))
+            for rnd in range(args.rounds):
+                _round(rnd, args.rounds)
+                for name, make_s, found in makers:
+                    keep(scenarios, name, await runner.http(name, lclients, make_s, Indexer()))
+                    scenarios[name]["check"] = found
+                if pool is not None:
+                    from bench.minimal import search_op
 
-                scenarios["minimal-search"] = await runner.minimal(
-                    "minimal-search", search_op(pool, [t[0] for t in targets]), Indexer()
-                )
+                    keep(
+                        scenarios,
+                        "minimal-search",
+                        await runner.minimal(
+                            "minimal-search", search_op(pool, [t[0] for t in targets]), Indexer()
+                        ),
+                    )
         if pool is not None:
             await pool.close()
 
@@ -824,8 +884,15 @@ def comparisons(scenarios: dict[str, Any]) -> dict[str, Any]:
             mm = scenarios.get(mn)
             if mm is None:
                 continue
+            per_round = [
+                round(a["ok_per_s"] / b["ok_per_s"], 3)
+                for a, b in zip(m.get("rounds", []), mm.get("rounds", []), strict=False)
+                if b["ok_per_s"]
+            ]
             entry[mn] = {
                 "ok_per_s": mm["ok_per_s"],
+                "ratio_per_round": per_round,
+                "ratio_median_of_rounds": statistics.median(per_round) if per_round else None,
                 "latency_ms": {k: mm["latency_ms"][k] for k in ("p50", "p90", "p99")},
                 "ratio": round(m["ok_per_s"] / mm["ok_per_s"], 3) if mm["ok_per_s"] else None,
                 "pg_ms_per_request": {
@@ -1024,6 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
             "unique_content": not args.same_content,
             "scenarios": args.scenarios,
             "minimal_scripts": not args.no_minimal,
+            "rounds": args.rounds,
             "source": args.source,
             "profiled": args.profile,
             "server": f"python -m uvicorn --factory carnet.app:create_app --workers "
