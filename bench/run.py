@@ -531,7 +531,8 @@ async def run_backend(server: ServerProcess, args: argparse.Namespace) -> dict[s
 
         # The HTTP-loaded search set: the population's stand-in without the bulk generator.
         http_patients, http_docs = args.search_patients, args.docs_per_patient
-        population = args.population_size
+        # the population is PostgreSQL's (its patients are picked with asyncpg)
+        population = args.population_size if server.dsn else None
         bulk = bool(setup["population"] and setup["population"].get("loader") == "carnet demo")
         if population and not bulk:
             pop_patients, pop_docs = population
@@ -927,7 +928,9 @@ def bench_backend(backend: str, args: argparse.Namespace, common: dict[str, Any]
         args.workers,
         admin_dsn=args.pg_dsn,
         source_root=args.source_root,
-        prepare=_prepare_population(args, workdir) if args.population_size else None,
+        prepare=_prepare_population(args, workdir)
+        if args.population_size and backend == "postgresql"
+        else None,
     )
     started = time.perf_counter()
     pg: dict[str, Any] | None = None
