@@ -454,6 +454,7 @@ def keep(scenarios: dict[str, Any], name: str, metrics: dict[str, Any]) -> None:
         "p99_ms": lat["p99"],
         "errors": metrics["errors"],
         "other_work_percent": round(_other_work(metrics["cpu"]), 1),
+        "cpu_ms_per_request": cpu_ms_per_request(metrics),
     }
     prev = scenarios.get(name)
     rounds = [*(prev["rounds"] if prev else []), this]
@@ -870,16 +871,45 @@ def evaluate_targets(scenarios: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def comparisons(scenarios: dict[str, Any]) -> dict[str, Any]:
-    """carnet beside the minimal scripts, scenario by scenario."""
+CPU_PARTS = ("server", "pg_ours", "pg_shared", "loadgen")
+
+
+def cpu_ms_per_request(m: dict[str, Any]) -> float | None:
+    """CPU the machine spent per success: server, PostgreSQL (our backends and the shared
+    processes) and the load generator (for a minimal script: the script itself)."""
+    cpu = m.get("cpu") or {}
+    parts = [cpu.get(f"{p}_ms_per_request") for p in CPU_PARTS]
+    if all(v is None for v in parts):
+        return None
+    return round(sum(v or 0.0 for v in parts), 3)
+
+
+def least_cpu_ms_per_request(m: dict[str, Any]) -> float | None:
+    """The least CPU per request of any round (the least disturbed: contention for the cores'
+    caches and shared execution units inflates CPU times too)."""
+    values = [r["cpu_ms_per_request"] for r in m.get("rounds", []) if r.get("cpu_ms_per_request")]
+    return min(values) if values else cpu_ms_per_request(m)
+
+
+def comparisons(scenarios: dict[str, Any], cores: int = 2) -> dict[str, Any]:
+    """carnet beside the minimal scripts, scenario by scenario.
+
+    Besides throughput, the CPU each spent per success (the least of any round): less
+    disturbed by other work than throughput, and ``cores`` × 1000 / (ms per request) is what the
+    machine could do if it did nothing else and were CPU-bound (``cpu_bound_ceiling_per_s``)."""
     out: dict[str, Any] = {}
     for name, minimal_names in MINIMAL_OF.items():
         m = scenarios.get(name)
         if m is None:
             continue
+        carnet_cpu = least_cpu_ms_per_request(m)
         entry: dict[str, Any] = {
             "carnet_ok_per_s": m["ok_per_s"],
             "carnet_latency_ms": {k: m["latency_ms"][k] for k in ("p50", "p90", "p99")},
+            "carnet_cpu_ms_per_request": carnet_cpu,
+            "carnet_cpu_bound_ceiling_per_s": round(cores * 1000 / carnet_cpu, 1)
+            if carnet_cpu
+            else None,
         }
         for mn in minimal_names:
             mm = scenarios.get(mn)
@@ -900,7 +930,15 @@ def comparisons(scenarios: dict[str, Any]) -> dict[str, Any]:
                     "carnet": m["cpu"].get("pg_ms_per_request"),
                     "minimal": mm["cpu"].get("pg_ms_per_request"),
                 },
+                "cpu_ms_per_request": least_cpu_ms_per_request(mm),
+                "cpu_bound_ceiling_per_s": None,
+                "cpu_ratio": None,  # the minimal's CPU per request / carnet's
             }
+            minimal_cpu = entry[mn]["cpu_ms_per_request"]
+            if minimal_cpu:
+                entry[mn]["cpu_bound_ceiling_per_s"] = round(cores * 1000 / minimal_cpu, 1)
+                if carnet_cpu:
+                    entry[mn]["cpu_ratio"] = round(minimal_cpu / carnet_cpu, 3)
         out[name] = entry
     return out
 
@@ -963,7 +1001,7 @@ def bench_backend(backend: str, args: argparse.Namespace, common: dict[str, Any]
         "postgresql": pg,
         "duration_s": round(time.perf_counter() - started, 1),
         "targets": evaluate_targets(scenarios) if backend == "postgresql" else None,
-        "comparison": comparisons(scenarios),
+        "comparison": comparisons(scenarios, int(common["machine"]["nproc"])),
         **outcome,
     }
     doc["parameters"] = {**common["parameters"], "backend": backend}
@@ -1115,13 +1153,15 @@ def main(argv: list[str] | None = None) -> int:
     for doc in _DONE:
         for name, c in doc["comparison"].items():
             parts = [
-                f"{mn} {v['ok_per_s']:,}/s (ratio {v['ratio']})"
+                f"{mn} {v['ok_per_s']:,}/s, {v['cpu_ms_per_request']} ms CPU "
+                f"(ratio {v['ratio']}, by CPU {v['cpu_ratio']})"
                 for mn, v in c.items()
                 if mn.startswith("minimal")
             ]
             if parts:
                 console.print(
-                    f"{doc['backend']} {name}: carnet {c['carnet_ok_per_s']:,}/s beside "
+                    f"{doc['backend']} {name}: carnet {c['carnet_ok_per_s']:,}/s, "
+                    f"{c['carnet_cpu_ms_per_request']} ms CPU per request, beside "
                     + "; ".join(parts)
                 )
     for p in paths:

@@ -102,7 +102,7 @@ def _metrics(
     m = LoadResult(ok=1, elapsed=1.0).metrics()
     m["ok_per_s"] = ok_per_s
     m["latency_ms"].update(p50=p50, p90=p99, p99=p99)
-    m["cpu"] = {"pg_ms_per_request": 1.0}
+    m["cpu"] = {"pg_ms_per_request": 1.0, "pg_ours_ms_per_request": 1.0}
     m["server_memory"] = {"max_rss_mib_per_worker": rss}
     return m
 
@@ -124,5 +124,9 @@ def test_targets_and_ratios() -> None:
     memory = by_what["server memory per worker process (max RSS, every scenario)"]
     assert memory["measured"] == round(200 * 2**20 / 1e6, 1)
     assert memory["met"] is True
-    comp = comparisons(scenarios)
+    scenarios["publish"]["cpu"]["server_ms_per_request"] = 3.0
+    comp = comparisons(scenarios, cores=2)
     assert comp["publish"]["minimal-publish-tx"]["ratio"] == 0.9
+    assert comp["publish"]["carnet_cpu_ms_per_request"] == 4.0
+    assert comp["publish"]["carnet_cpu_bound_ceiling_per_s"] == 500.0
+    assert comp["publish"]["minimal-publish-cte"]["cpu_ratio"] == 0.25
