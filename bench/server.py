@@ -71,6 +71,24 @@ _DEV_KEY = (
     "DevIssuer.load_or_create(Path(os.environ['CARNET_DATA_DIR']), 'carnet', 3600)"
 )
 
+# The key store (a SQLite file beside the data unless CARNET_KEYSTORE_URL says otherwise) creates
+# its table when a worker opens it: several workers starting at once race to create it, and the
+# loser fails its start-up ("table record_keys already exists"), which stops uvicorn. Opened once
+# here first. Tolerant of the internal API moving: the server would then create it as before.
+_KEYSTORE = """
+import asyncio
+try:
+    from carnet.settings import Settings
+    from carnet.store.keystore import KeyStore
+except ImportError as exc:
+    print(f"key store not prepared: {exc}")
+else:
+    async def main():
+        store = await KeyStore.open(Settings.from_env())
+        await store.close()
+    asyncio.run(main())
+"""
+
 PG_SETTINGS = (
     "shared_buffers",
     "max_connections",
@@ -260,11 +278,12 @@ class ServerProcess:
         if self.backend == "postgresql":
             self.dbname, self.dsn = asyncio.run(create_database(self.admin_dsn))
         env = self.env()
-        # Migrations and the dev issuer's key are prepared once, before the workers start, so
-        # that several workers do not race to create them.
+        # Migrations, the dev issuer's key and the key store are prepared once, before the
+        # workers start, so that several workers do not race to create them.
         for cmd in (
             [sys.executable, "-m", "carnet", "migrate"],
             [sys.executable, "-c", _DEV_KEY],
+            [sys.executable, "-c", _KEYSTORE],
         ):
             done = subprocess.run(cmd, env=env, cwd=self.source_root, capture_output=True)
             if done.returncode:
