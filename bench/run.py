@@ -233,7 +233,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="with --profile: also sample native frames (C extensions); costlier",
     )
-    ap.add_argument("--profile-dir", type=Path, default=Path("/tmp/carnet-bench-profile"))
+    ap.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="default: /tmp/carnet-bench-profile/<date-time> (a directory per run: other "
+        "people's runs on the machine write there too)",
+    )
     args = ap.parse_args(argv)
     if args.backend is None:
         args.backend = "postgresql" if postgres_answers() else "sqlite"
@@ -249,6 +255,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--workers must be in [1, 64]")
     if args.publish_patients < 1 or args.search_patients < 1 or args.docs_per_patient < 1:
         ap.error("--publish-patients, --search-patients and --docs-per-patient must be ≥ 1")
+    if args.profile_dir is None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        args.profile_dir = Path("/tmp/carnet-bench-profile") / stamp
     args.population_size = None
     if args.population:
         from bench.population import parse_population
