@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,24 @@ _DEV_KEY = (
     "import os; from pathlib import Path; from carnet.auth.dev_issuer import DevIssuer; "
     "DevIssuer.load_or_create(Path(os.environ['CARNET_DATA_DIR']), 'carnet', 3600)"
 )
+
+# The key store (a SQLite file beside the data unless CARNET_KEYSTORE_URL says otherwise) creates
+# its table when a worker opens it: several workers starting at once race to create it, and the
+# loser fails its start-up ("table record_keys already exists"), which stops uvicorn. Opened once
+# here first. Tolerant of the internal API moving: the server would then create it as before.
+_KEYSTORE = """
+import asyncio
+try:
+    from carnet.settings import Settings
+    from carnet.store.keystore import KeyStore
+except ImportError as exc:
+    print(f"key store not prepared: {exc}")
+else:
+    async def main():
+        store = await KeyStore.open(Settings.from_env())
+        await store.close()
+    asyncio.run(main())
+"""
 
 PG_SETTINGS = (
     "shared_buffers",
@@ -129,6 +148,43 @@ _DB_COUNTERS = (
 )
 
 
+async def table_counters(dsn: str) -> dict[str, dict[str, int]]:
+    """Rows inserted, updated and deleted so far, per table (pg_stat_user_tables)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        rows = await conn.fetch(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables"
+        )
+    finally:
+        await conn.close()
+    return {
+        r["relname"]: {
+            "ins": int(r["n_tup_ins"]),
+            "upd": int(r["n_tup_upd"]),
+            "del": int(r["n_tup_del"]),
+        }
+        for r in rows
+    }
+
+
+def table_counters_per_request(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], requests: int
+) -> dict[str, dict[str, float]]:
+    """Per table, the rows inserted/updated/deleted per request (tables touched only)."""
+    out: dict[str, dict[str, float]] = {}
+    if not requests:
+        return out
+    for table, now in sorted(after.items()):
+        then = before.get(table, {"ins": 0, "upd": 0, "del": 0})
+        delta = {k: round((now[k] - then[k]) / requests, 2) for k in now}
+        if any(delta.values()):
+            out[table] = delta
+    return out
+
+
 async def database_counters(dsn: str) -> dict[str, int]:
     """pg_stat_database counters of the database (updated by backends at transaction end)."""
     import asyncpg
@@ -164,6 +220,9 @@ class ServerProcess:
     dsn: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     source_root: Path = REPO  # holds src/carnet (and tests/): the tree under test
+    # run after the migrations, before the server starts, with the server's environment
+    # (bench/population.py loads the population there)
+    prepare: Callable[[dict[str, str]], None] | None = None
 
     @property
     def url(self) -> str:
@@ -219,16 +278,19 @@ class ServerProcess:
         if self.backend == "postgresql":
             self.dbname, self.dsn = asyncio.run(create_database(self.admin_dsn))
         env = self.env()
-        # Migrations and the dev issuer's key are prepared once, before the workers start, so
-        # that several workers do not race to create them.
+        # Migrations, the dev issuer's key and the key store are prepared once, before the
+        # workers start, so that several workers do not race to create them.
         for cmd in (
             [sys.executable, "-m", "carnet", "migrate"],
             [sys.executable, "-c", _DEV_KEY],
+            [sys.executable, "-c", _KEYSTORE],
         ):
             done = subprocess.run(cmd, env=env, cwd=self.source_root, capture_output=True)
             if done.returncode:
                 out = (done.stdout + done.stderr).decode(errors="replace")
                 raise RuntimeError(f"{' '.join(cmd[1:3])} failed:\n{out[-3000:]}")
+        if self.prepare is not None:
+            self.prepare(env)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.command(), env=env, cwd=self.source_root, stdout=log, stderr=subprocess.STDOUT

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +51,7 @@ def machine() -> dict[str, object]:
     }
 
 
-def _git(*args: str) -> str:
+def _git(*args: str, strip: bool = True) -> str:
     # --no-optional-locks: read-only, never refreshes the index.
     out = subprocess.run(
         ["git", "--no-optional-locks", *args],
@@ -59,17 +60,21 @@ def _git(*args: str) -> str:
         text=True,
         check=False,
     )
-    return out.stdout.strip()
+    return out.stdout.strip() if strip else out.stdout
 
 
 def git_state(source: str = "worktree") -> dict[str, object]:
     """The commit and, when the working tree is measured, whether it differs from it."""
-    changed = [ln[3:] for ln in _git("status", "--porcelain").splitlines() if ln]
+    # -z: NUL-separated entries "XY path" (stripping the output would eat the first X)
+    changed = [
+        e[3:] for e in _git("status", "--porcelain", "-z", strip=False).split("\0") if len(e) > 3
+    ]
     head = _git("rev-parse", "--short", "HEAD") or "unknown"
     if source != "worktree":
         commit = _git("rev-parse", "--short", f"{source}^{{commit}}") or "unknown"
         return {
             "commit": commit,
+            "src_commit": _git("log", "-1", "--format=%h", commit, "--", "src") or "unknown",
             "head": head,
             "source": f"git archive {source} (a clean snapshot of src/ and tests/)",
             "dirty": False,
@@ -77,8 +82,11 @@ def git_state(source: str = "worktree") -> dict[str, object]:
         }
     return {
         "commit": head,
+        # the last commit that changed the code under test (bench/ commits change no result)
+        "src_commit": _git("log", "-1", "--format=%h", "HEAD", "--", "src") or "unknown",
         "source": "working tree",
         "dirty": bool(changed),
+        "src_dirty": any(c.startswith("src/") for c in changed),
         "changed_files": changed[:50],
     }
 
@@ -140,16 +148,37 @@ def _cmdline(pid: int) -> str:
     return _read(f"/proc/{pid}/cmdline").replace("\0", " ").strip()
 
 
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of a process (/proc/<pid>/statm), None if it is gone."""
+    raw = _read(f"/proc/{pid}/statm").split()
+    return int(raw[1]) * PAGE_SIZE if len(raw) > 1 else None
+
+
+def server_role(pid: int, server_pid: int | None, workers: int) -> str:
+    """``worker`` (serves requests), ``supervisor`` (uvicorn's parent of several workers) or
+    ``helper`` (multiprocessing's resource tracker and the like)."""
+    cmd = _cmdline(pid)
+    if pid == server_pid:
+        return "worker" if workers <= 1 else "supervisor"
+    if "multiprocessing.spawn" in cmd or "multiprocessing.forkserver" in cmd:
+        return "worker"
+    if "resource_tracker" in cmd:
+        return "helper"
+    return "worker" if "uvicorn" in cmd or "carnet" in cmd else "helper"
+
+
 GROUPS = ("server", "loadgen", "pg_ours", "pg_shared", "pg_other", "other")
 
 
-def _machine_ticks() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the machine since boot, all cores."""
+def _machine_ticks() -> tuple[float, float, float]:
+    """(busy, total, steal) CPU seconds of the machine since boot, all cores. Steal (time the
+    hypervisor gave to other guests) counts as busy: no process of ours could run."""
     first = _read("/proc/stat").splitlines()[0].split()[1:]
     ticks = [int(x) for x in first]
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
     total = sum(ticks[:8])
-    return (total - idle) / CLK_TCK, total / CLK_TCK
+    steal = ticks[7] if len(ticks) > 7 else 0
+    return (total - idle) / CLK_TCK, total / CLK_TCK, steal / CLK_TCK
 
 
 def _scan() -> dict[int, tuple[int, str, float, float]]:
@@ -172,16 +201,25 @@ class CpuSampler:
     backends come and go); at most the last ``interval`` of an exiting process is missed.
     """
 
-    def __init__(self, server_pid: int | None, dbname: str | None, interval: float = 0.5):
+    def __init__(
+        self,
+        server_pid: int | None,
+        dbname: str | None,
+        interval: float = 0.5,
+        workers: int = 1,
+    ):
         self.server_pid = server_pid
         self.dbname = dbname
+        self.workers = workers
+        self.rss_max: dict[int, int] = {}  # server processes: the largest RSS seen
+        self.roles: dict[int, str] = {}
         self.interval = interval
         self.group: dict[int, str] = {}
         self.first: dict[int, float] = {}  # CPU at start; 0 for processes started since
         self.last: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="cpu-sampler")
-        self._machine0 = (0.0, 0.0)
+        self._machine0 = (0.0, 0.0, 0.0)
         self._reaped0 = 0.0
         self._lock = threading.Lock()
 
@@ -214,6 +252,12 @@ class CpuSampler:
                     self.group[pid] = self._classify(pid, procs)
                     self.first[pid] = cpu if initial else 0.0
                 self.last[pid] = cpu
+                if self.group[pid] == "server":
+                    rss = rss_bytes(pid)
+                    if rss is not None and rss > self.rss_max.get(pid, 0):
+                        self.rss_max[pid] = rss
+                    if pid not in self.roles:
+                        self.roles[pid] = server_role(pid, self.server_pid, self.workers)
 
     def _reaped_by_postmaster(self) -> float:
         for pid, (ppid, comm, _cpu, children) in _scan().items():
@@ -237,9 +281,10 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
-        busy1, total1 = _machine_ticks()
+        busy1, total1, steal1 = _machine_ticks()
         busy = busy1 - self._machine0[0]
         total = max(total1 - self._machine0[1], 1e-9)
+        steal = max(steal1 - self._machine0[2], 0.0)
         used = dict.fromkeys(GROUPS, 0.0)
         for pid, group in self.group.items():
             used[group] += max(self.last[pid] - self.first[pid], 0.0)
@@ -258,8 +303,33 @@ class CpuSampler:
                 out[f"{name}_ms_per_request"] = round(1000 * seconds / requests, 3)
         if requests:
             out["pg_ms_per_request"] = out["pg_ours_ms_per_request"]
-        out["unaccounted_percent"] = round(100 * max(busy - sum(used.values()), 0.0) / total, 1)
+        out["steal_percent"] = round(100 * steal / total, 1)
+        out["unaccounted_percent"] = round(
+            100 * max(busy - steal - sum(used.values()), 0.0) / total, 1
+        )
         return out
+
+    def memory(self) -> dict[str, object]:
+        """The largest RSS seen of each server process, sampled every ``interval`` seconds."""
+        procs = [
+            {
+                "pid": pid,
+                "role": self.roles.get(pid, "helper"),
+                "max_rss_mib": round(rss / 2**20, 1),
+            }
+            for pid, rss in sorted(self.rss_max.items())
+        ]
+        workers = [
+            round(rss / 2**20, 1)
+            for pid, rss in self.rss_max.items()
+            if self.roles.get(pid) == "worker"
+        ]
+        return {
+            "max_rss_mib_per_worker": max(workers) if workers else None,
+            "workers_seen": len(workers),
+            "processes": procs,
+            "sampled_every_s": self.interval,
+        }
 
 
 def loadavg() -> str:
