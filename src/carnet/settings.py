@@ -58,7 +58,7 @@ class Settings:
     token_ttl_seconds: int = 3600
     page_size_default: int = 20
     page_size_max: int = 200
-    db_pool_size: int = 10
+    db_pool_size: int = 20
     access_matrix: Path | None = None
     keystore_url: str | None = None
     content_store: str | None = None  # file | db; default: db on PostgreSQL, file on SQLite
@@ -88,7 +88,7 @@ class Settings:
                 "CARNET_MAX_UPLOAD_BYTES", e.get("CARNET_MAX_UPLOAD_BYTES"), 64 * 1024 * 1024
             ),
             token_ttl_seconds=_int("CARNET_TOKEN_TTL", e.get("CARNET_TOKEN_TTL"), 3600),
-            db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 10),
+            db_pool_size=_int("CARNET_DB_POOL_SIZE", e.get("CARNET_DB_POOL_SIZE"), 20),
             keystore_url=e.get("CARNET_KEYSTORE_URL") or None,
             content_store=_content_store(e.get("CARNET_CONTENT_STORE")),
             access_matrix=Path(e["CARNET_ACCESS_MATRIX"])

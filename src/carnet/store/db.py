@@ -36,7 +36,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=max(settings.db_pool_size // 2, 1),
         pool_pre_ping=False,
     )
 
