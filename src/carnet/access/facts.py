@@ -34,6 +34,7 @@ from carnet.store.tables import (
     records,
     representatives,
 )
+from carnet.store.trace_chain import lock_heads
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +217,7 @@ class FactLoader:
 
     async def _load_pg(self, unit: Unit, sql: str, *where: Any) -> dict[str, LoadedRecord]:
         """PostgreSQL: everything in one round trip (the hot path of every request)."""
-        rows = await unit.driver.fetch(
-            sql, _consent_names(self.actor), self.actor.ins or "", *where
-        )
+        rows = await self._fetch(unit, sql, *where)
         now = self.clock()
         return {m["record_id"]: self._loaded_pg(unit, m, now) for m in rows}
 
@@ -227,20 +226,35 @@ class FactLoader:
     ) -> tuple[LoadedRecord | None, Any]:
         """PostgreSQL: one record's facts and the extra columns of ``sql`` (:func:`pg_facts_sql`)
         in one round trip; (None, None) when there is no such record."""
-        m = await unit.driver.fetchrow(sql, _consent_names(self.actor), self.actor.ins or "", *args)
-        if m is None:
+        rows = await self._fetch(unit, sql, *args)
+        if not rows:
             return None, None
-        return self._loaded_pg(unit, m, self.clock()), m
+        return self._loaded_pg(unit, rows[0], self.clock()), rows[0]
 
     async def load_pg_rows(
         self, unit: Unit, sql: str, *args: Any
     ) -> tuple[LoadedRecord | None, list[Any]]:
         """PostgreSQL: one record's facts and the rows of ``sql``'s join (each row repeating
         the facts), in one round trip; (None, []) when there is no such record."""
-        rows = await unit.driver.fetch(sql, _consent_names(self.actor), self.actor.ins or "", *args)
+        rows = await self._fetch(unit, sql, *args)
         if not rows:
             return None, []
         return self._loaded_pg(unit, rows[0], self.clock()), rows
+
+    async def _fetch(self, unit: Unit, sql: str, *args: Any) -> list[Any]:
+        """The rows of a fact query. A unit in locking mode (a write retried after a conflict)
+        first locks the chain heads of the records it found, then reads them again: its facts,
+        and the time it decides at, come after every write committed to those records before
+        it, and none can commit to them until it does."""
+        rows: list[Any] = await unit.driver.fetch(
+            sql, _consent_names(self.actor), self.actor.ins or "", *args
+        )
+        if unit.locking and rows:
+            await lock_heads(unit.driver, {m["record_id"] for m in rows})
+            rows = await unit.driver.fetch(
+                sql, _consent_names(self.actor), self.actor.ins or "", *args
+            )
+        return rows
 
     def _loaded_pg(self, unit: Unit, m: Any, now: datetime) -> LoadedRecord:
         rid = m["record_id"]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carnet.access.tracing import TraceWriter
@@ -213,8 +214,10 @@ async def run(
 
     The first attempt takes no lock (one round trip on PostgreSQL). After a conflict — most
     often another write extending the same record's trace chain at the same moment — the next
-    attempts run in a transaction whose commit locks the chain heads first (``FOR UPDATE``), so
-    that writers to one record queue up instead of racing each other again."""
+    attempts run in a transaction that locks the chain heads of the records it reads (``FOR
+    UPDATE``, by the fact loader, before the facts are read again), so that writers to one record
+    queue up instead of racing each other again, and each decides on facts and at a time that
+    follow every write committed before it."""
     for attempt in range(ATTEMPTS):
         denials: list[TraceEvent] = []
         if attempt:
@@ -234,6 +237,9 @@ async def run(
         except OperationalError as exc:
             await _keep_denials(writer, denials)
             raise Busy(f"the store is busy or unreachable: {exc.orig}") from None
+        except PoolTimeout:
+            await _keep_denials(writer, denials)
+            raise Busy("every connection to the store stayed busy") from None
         except BaseException:
             # once the unit's connection (and SQLite's write lock) is let go
             await _keep_denials(writer, denials)
@@ -246,6 +252,8 @@ async def run(
                 await writer.append(unit.events, unit.notices, unit.heads)
             except OperationalError as exc:  # nothing is served untraced
                 raise Busy(f"the store is busy or unreachable: {exc.orig}") from None
+            except PoolTimeout:
+                raise Busy("every connection to the store stayed busy") from None
         for task in unit.after_commit:
             await task()
         return result

@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from carnet.domain.traces import GENESIS, ChainedEvent, Head, StoredEvent, TraceEvent, extend
-from carnet.store.batch import Insert, Op, Update, Write, execute_sql
+from carnet.store.batch import Insert, Op, Update, Write, WriteConflict, execute_sql
 from carnet.store.sqlite import write_lock
 from carnet.store.tables import audit_events, audit_heads, outbox
 
@@ -54,11 +55,14 @@ async def read_heads(conn: AsyncConnection, record_ids: Iterable[str]) -> dict[s
 async def lock_heads(driver: Any, record_ids: Iterable[str]) -> dict[str, Head]:
     """PostgreSQL, in a transaction: the heads of these chains, locked until it ends (in
     record_id order, so that two writers never wait on each other in a cycle)."""
-    rows = await driver.fetch(
-        "SELECT record_id, seq, hash FROM audit_heads WHERE record_id = ANY($1::text[]) "
-        "ORDER BY record_id FOR UPDATE",
-        sorted(set(record_ids)),
-    )
+    try:
+        rows = await driver.fetch(
+            "SELECT record_id, seq, hash FROM audit_heads WHERE record_id = ANY($1::text[]) "
+            "ORDER BY record_id FOR UPDATE",
+            sorted(set(record_ids)),
+        )
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+        raise WriteConflict(str(exc)) from None  # the server chose this one to give way: again
     return {r["record_id"]: (int(r["seq"]), str(r["hash"])) for r in rows}
 
 
