@@ -36,7 +36,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
-        max_overflow=max(settings.db_pool_size // 2, 1),
+        max_overflow=0,  # past the pool, wait for a connection: opening one costs more
         pool_pre_ping=False,
     )
 
