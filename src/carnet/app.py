@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,6 +30,20 @@ from carnet.settings import Settings
 log = logging.getLogger("carnet")
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def _otel_wanted() -> bool:
+    """FastAPI's OpenTelemetry spans and metrics, only for an operator who exports them
+    (``OTEL_SERVICE_NAME`` or an ``OTEL_*_EXPORTER`` set, as ``opentelemetry-instrument``
+    expects): otherwise looking for a configured provider costs every request for nothing."""
+    return any(
+        k == "OTEL_SERVICE_NAME" or k.endswith("_EXPORTER")
+        for k in os.environ
+        if k.startswith("OTEL_")
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        telemetry=None if _otel_wanted() else _NO_TELEMETRY,
     )
 
     @app.exception_handler(FhirError)
