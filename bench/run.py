@@ -60,7 +60,7 @@ if not console.is_terminal:
     console = Console(width=160)
 FHIR_JSON = "application/fhir+json"
 PROFESSIONAL = {"kind": "professional", "rpps": "899700218896", "profession": "10"}
-SCENARIOS = ("publish", "retrieve", "search-patient", "search-identifier")
+SCENARIOS = ("floor", "publish", "retrieve", "search-patient", "search-identifier")
 BENCHMARK = "core"
 DEFAULT_POPULATION_CAP = 4000  # documents loaded through HTTP when the bulk generator is absent
 
@@ -563,6 +563,18 @@ async def run_backend(server: ServerProcess, args: argparse.Namespace) -> dict[s
         pub_inses = inses[:n_pub]
         search = list(zip(ids[n_pub:], inses[n_pub:], strict=True))
         console.print(f"  {len(ids)} patients created in {setup['patients_seconds']} s")
+
+        # -- the floor: the same server and load generator on an empty endpoint -------------------
+        if "floor" in args.scenarios:
+
+            def make_floor(n: int) -> Request:
+                return ("GET", "/healthz", {}, None, None)
+
+            for rnd in range(args.rounds):
+                _round(rnd, args.rounds)
+                keep(
+                    scenarios, "floor", await runner.http("floor", lclients, make_floor, Indexer())
+                )
 
         # -- ITI-65 publish ---------------------------------------------------------------------
         factory = BundleFactory(pub_inses, payload, run_id, unique_content=not args.same_content)
