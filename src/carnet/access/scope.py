@@ -12,13 +12,15 @@ from __future__ import annotations
 from functools import cached_property
 
 from carnet.access.consents.service import ConsentService
-from carnet.access.context import Context
+from carnet.access.context import ContentStream, Context
 from carnet.access.documents.service import DocumentService
 from carnet.access.lifecycle.service import LifecycleService
 from carnet.access.records.service import RecordService
 from carnet.access.representatives.service import RepresentativeService
 from carnet.access.traces.service import TraceService
 from carnet.domain.actors import Actor
+
+__all__ = ["ContentStream", "Scope"]  # ContentStream: what scope.documents.content returns
 
 
 class Scope:

@@ -19,6 +19,8 @@ def to_utc_naive(value: datetime) -> datetime:
 
 def iso(value: datetime) -> str:
     """FHIR instant for a stored (naive UTC) datetime."""
+    if value.tzinfo is None:
+        return value.isoformat(timespec="milliseconds") + "Z"
     return value.replace(tzinfo=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -11,11 +11,15 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from carnet.access.scope import ContentStream
 from carnet.fhir.context import scope_of
 from carnet.fhir.outcome import outcome_response
 from carnet.fhir.wire import fhir_response
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+WHOLE = 1024 * 1024
+"""Content up to this size is sent as one body (most documents: a streamed response costs a task
+and a send per chunk); larger content is streamed chunk by chunk."""
 
 
 def _none_match(header: str | None, tag: str) -> bool:
@@ -71,14 +75,18 @@ async def retrieve(request: Request) -> Response:
                 headers={"Content-Range": f"bytes */{size}"},
             )
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        headers["Content-Length"] = str(end - start)
-        return StreamingResponse(
-            content.chunks(start, end),
-            status_code=206,
-            media_type=content.info.content_type,
-            headers=headers,
-        )
-    headers["Content-Length"] = str(size)
+        return await _body(content, start, end, 206, headers)
+    return await _body(content, 0, size, 200, headers)
+
+
+async def _body(
+    content: ContentStream, start: int, end: int, status: int, headers: dict[str, str]
+) -> Response:
+    media_type = content.info.content_type
+    if end - start <= WHOLE:
+        data = b"".join([c async for c in content.chunks(start, end)])
+        return Response(data, status_code=status, media_type=media_type, headers=headers)
+    headers["Content-Length"] = str(end - start)
     return StreamingResponse(
-        content.chunks(0, size), media_type=content.info.content_type, headers=headers
+        content.chunks(start, end), status_code=status, media_type=media_type, headers=headers
     )

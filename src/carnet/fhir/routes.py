@@ -29,8 +29,11 @@ from carnet.fhir import (
 def fhir_router() -> APIRouter:
     r = APIRouter(prefix="/fhir")
     add = r.add_api_route
-    add("/metadata", capability.metadata, methods=["GET"], include_in_schema=True)
+    # the hot paths first: routes are tried in order (ITI-68, ITI-67, ITI-65)
+    add("/Binary/{id}", iti68.retrieve, methods=["GET"])
+    add("/DocumentReference", docref_search.search_docref, methods=["GET"])
     add("", iti65.provide_document_bundle, methods=["POST"])
+    add("/metadata", capability.metadata, methods=["GET"], include_in_schema=True)
     add("/", iti65.provide_document_bundle, methods=["POST"], include_in_schema=False)
     add("/Patient", patient_create.create_patient, methods=["POST"])
     add("/Patient", patient_search.search_patient, methods=["GET"])
@@ -41,7 +44,6 @@ def fhir_router() -> APIRouter:
     add("/Patient/{id}/$everything", patient_everything.everything, methods=["GET"])
     add("/Patient/{id}/_history/{vid}", patient_read.read_patient, methods=["GET"])
     add("/DocumentReference", iti105.simplified_publish, methods=["POST"])
-    add("/DocumentReference", docref_search.search_docref, methods=["GET"])
     add("/DocumentReference/{id}", docref_read.read_docref, methods=["GET"])
     add("/DocumentReference/{id}", docref_update.update_docref, methods=["PUT"])
     add("/DocumentReference/{id}/_history", docref_read.docref_history, methods=["GET"])
@@ -49,7 +51,6 @@ def fhir_router() -> APIRouter:
     add("/List", list_search.search_list, methods=["GET"])
     add("/List/{id}", list_search.read_list, methods=["GET"])
     add("/Binary", binary_create.create_binary, methods=["POST"])
-    add("/Binary/{id}", iti68.retrieve, methods=["GET"])
     add("/AuditEvent", audit_search.search_audit_event, methods=["GET"])
     add("/RelatedPerson", related_person.create_related_person, methods=["POST"])
     add("/RelatedPerson", related_person.search_related_person, methods=["GET"])

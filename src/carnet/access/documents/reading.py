@@ -9,7 +9,10 @@ from typing import Any
 
 from carnet.access.context import ContentStream, Context
 from carnet.access.documents.repository import (
+    PG_CONTENT,
+    BinaryRow,
     DocumentRow,
+    Prefixed,
     binary,
     by_binary,
     by_id,
@@ -18,6 +21,7 @@ from carnet.access.documents.repository import (
     labels_of,
     open_document,
     past_states,
+    prefetched_content,
     record_id_of,
 )
 from carnet.access.facts import LoadedRecord
@@ -139,53 +143,79 @@ class Reader:
 
         async def operation(unit: Unit) -> ContentStream:
             rid = record_id_of(binary_id)
-            docs = await by_binary(unit, rid, binary_id)
+            if unit.pg:  # the facts, the documents, their content and first chunk at once
+                loaded, rows = await self.ctx.facts.load_pg_rows(
+                    unit, PG_CONTENT, rid, None, binary_id
+                )
+                docs = [DocumentRow(Prefixed(m)) for m in rows if m["d_doc_id"] is not None]
+                if docs:
+                    return await self._content(unit, binary_id, loaded, docs, None, True)
+            else:
+                docs = await by_binary(unit, rid, binary_id)
             uploaded = await binary(unit, rid, binary_id) if not docs else None
             if not docs and uploaded is None:
                 raise NotFound(NOT_FOUND)
             loaded = await self.ctx.facts.load(unit, rid)
-            facts = loaded.facts if loaded else None
-            allowed: DocumentRow | None = None
-            decision: Decision | None = None
-            for row in docs:
-                decision = self.guard.allows(Action.DOCUMENT_READ, facts, row.facts)
-                if decision:
-                    allowed = row
-                    break
-            if uploaded is not None:
-                decision = self.guard.allows(
-                    Action.DOCUMENT_READ,
-                    facts,
-                    upload=UploadFacts(
-                        by_actor=uploaded.created_by == self.actor.id, attached=False
-                    ),
-                )
-            assert decision is not None
-            self.guard.trace(
-                unit,
-                Action.DOCUMENT_READ,
-                decision,
-                record_id=rid if loaded else None,
-                doc_id=allowed.doc_id if allowed else None,
-                detail=f"content Binary/{binary_id}",
-            )
-            if not decision or loaded is None:
-                raise NotFound(NOT_FOUND)
-            if allowed is not None:
-                found = await contents_of(unit, rid, [allowed.m["sha256"]])
-                content = found.get(allowed.m["sha256"])
-                content_type = str(allowed.m["content_type"])
-                self._notify(unit, loaded, allowed.stored(None))
-            else:
-                assert uploaded is not None
-                content = uploaded.content
-                content_type = uploaded.content_type
-            if content is None:
-                raise NotFound(NOT_FOUND)
-            info = ContentInfo(binary_id, content.size, content.sha256, content.sha1, content_type)
-            first = await first_chunk(unit, rid, content.blob_id) if content.store == "db" else None
-            return self.ctx.stream(
-                info, rid, content.blob_id, content.store, await unit.key(rid), first
-            )
+            return await self._content(unit, binary_id, loaded, docs, uploaded, False)
 
         return await self.ctx.read(operation)
+
+    async def _content(
+        self,
+        unit: Unit,
+        binary_id: str,
+        loaded: LoadedRecord | None,
+        docs: list[DocumentRow],
+        uploaded: BinaryRow | None,
+        prefetched: bool,
+    ) -> ContentStream:
+        """One ``document.read`` decided and traced on the content's documents (the first the
+        actor may read stands), or on the upload; then the content's stream."""
+        rid = record_id_of(binary_id)
+        facts = loaded.facts if loaded else None
+        allowed: DocumentRow | None = None
+        decision: Decision | None = None
+        for row in docs:
+            decision = self.guard.allows(Action.DOCUMENT_READ, facts, row.facts)
+            if decision:
+                allowed = row
+                break
+        if uploaded is not None:
+            decision = self.guard.allows(
+                Action.DOCUMENT_READ,
+                facts,
+                upload=UploadFacts(by_actor=uploaded.created_by == self.actor.id, attached=False),
+            )
+        assert decision is not None
+        self.guard.trace(
+            unit,
+            Action.DOCUMENT_READ,
+            decision,
+            record_id=rid if loaded else None,
+            doc_id=allowed.doc_id if allowed else None,
+            detail=f"content Binary/{binary_id}",
+        )
+        if not decision or loaded is None:
+            raise NotFound(NOT_FOUND)
+        first: bytes | None = None
+        if allowed is not None:
+            if prefetched:
+                content, first = prefetched_content(allowed)
+            else:
+                content = (await contents_of(unit, rid, [allowed.m["sha256"]])).get(
+                    allowed.m["sha256"]
+                )
+            content_type = str(allowed.m["content_type"])
+            self._notify(unit, loaded, allowed.stored(None))
+        else:
+            assert uploaded is not None
+            content = uploaded.content
+            content_type = uploaded.content_type
+        if content is None:
+            raise NotFound(NOT_FOUND)
+        info = ContentInfo(binary_id, content.size, content.sha256, content.sha1, content_type)
+        if first is None and content.store == "db":
+            first = await first_chunk(unit, rid, content.blob_id)
+        return self.ctx.stream(
+            info, rid, content.blob_id, content.store, await unit.key(rid), first
+        )

@@ -61,6 +61,22 @@ def labels_text(labels: Iterable[str]) -> str:
     return " " + " ".join(sorted(labels)) + " "
 
 
+DOC_COLUMNS = ", ".join(f"d.{c.name} AS d_{c.name}" for c in documents.columns)
+"""The columns of ``documents d`` named ``d_<name>``, beside a record's facts in one row."""
+
+
+class Prefixed:
+    """A document's columns in a row that carries the record's facts too (``d_<name>``)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def __getitem__(self, name: str) -> Any:
+        return self.row["d_" + name]
+
+
 def facts_of_row(m: Any) -> DocumentFacts:
     """What the policy needs of a document, from a row (or a mapping) of ``documents``."""
     return DocumentFacts(
@@ -250,6 +266,32 @@ async def binary(unit: Unit, record_id: str, binary_id: str) -> BinaryRow | None
         row[2],
         ContentRow(row[0], row[3], int(row[4]), bytes(row[5]), row[6]),
     )
+
+
+_PG_CONTENT = """ LEFT JOIN LATERAL (
+  SELECT {columns}, ct.blob_id AS d_ct_blob_id, ct.size AS d_ct_size, ct.sha1 AS d_ct_sha1,
+         ct.store AS d_ct_store, ch.data AS d_ch_data
+    FROM documents d
+    LEFT JOIN contents ct ON ct.record_id = d.record_id AND ct.sha256 = d.sha256
+    LEFT JOIN content_chunks ch
+           ON ch.record_id = ct.record_id AND ch.blob_id = ct.blob_id AND ch.chunk_no = 0
+   WHERE d.record_id = r.record_id AND d.binary_id = $5
+   ORDER BY d.doc_id) d ON true"""
+PG_CONTENT = pg_facts_sql(", d.*", by_ins=False, join=_PG_CONTENT.format(columns=DOC_COLUMNS))
+"""PostgreSQL, ITI-68: a record's facts, the documents naming a Binary, their content's row and
+its first chunk, in one round trip (``$3`` the record, ``$4`` NULL, ``$5`` the Binary)."""
+
+
+def prefetched_content(row: DocumentRow) -> tuple[ContentRow | None, bytes | None]:
+    """The content row and first chunk read with a document by :data:`PG_CONTENT`."""
+    m = row.m
+    if m["ct_blob_id"] is None:
+        return None, None
+    content = ContentRow(
+        m["sha256"], m["ct_blob_id"], int(m["ct_size"]), bytes(m["ct_sha1"]), m["ct_store"]
+    )
+    first = m["ch_data"]
+    return content, bytes(first) if first is not None else None
 
 
 async def first_chunk(unit: Unit, record_id: str, blob_id: str) -> bytes | None:

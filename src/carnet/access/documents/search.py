@@ -22,8 +22,10 @@ from sqlalchemy.sql import ColumnElement
 
 from carnet.access.context import Context
 from carnet.access.documents.repository import (
+    DOC_COLUMNS,
     FACT_COLUMNS,
     DocumentRow,
+    Prefixed,
     facts_of_row,
     open_document,
 )
@@ -221,7 +223,7 @@ class Searcher:
         rid = loaded.record_id
         scan.loaded[rid] = loaded
         scan.decisions[rid] = decision = self.guard.allows(Action.DOCUMENT_SEARCH, loaded.facts)
-        found = [DocumentRow(_Prefixed(m)) for m in rows if m["d_doc_id"] is not None]
+        found = [DocumentRow(Prefixed(m)) for m in rows if m["d_doc_id"] is not None]
         out: list[DocumentRow] = []
         if decision:
             for row in found:
@@ -473,7 +475,6 @@ def _one_patient(c: DocumentCriteria) -> bool:
     return named and not any(filters) and c.archived is None
 
 
-_DOC_COLUMNS = ", ".join(f"d.{c.name} AS d_{c.name}" for c in documents.columns)
 _PG_PAGE = """ LEFT JOIN LATERAL (
   SELECT {columns} FROM documents d
    WHERE d.record_id = r.record_id AND d.status <> 'entered-in-error' AND NOT d.archived
@@ -484,7 +485,7 @@ _PG_PAGE = """ LEFT JOIN LATERAL (
 
 def _page_sql(by_ins: bool, desc: bool) -> str:
     page = _PG_PAGE.format(
-        columns=_DOC_COLUMNS, cmp="<" if desc else ">", order="DESC" if desc else "ASC"
+        columns=DOC_COLUMNS, cmp="<" if desc else ">", order="DESC" if desc else "ASC"
     )
     return pg_facts_sql(", d.*", by_ins=by_ins, join=page)
 
@@ -493,18 +494,6 @@ PG_PAGE_BY_ID_DESC = _page_sql(False, True)
 PG_PAGE_BY_ID_ASC = _page_sql(False, False)
 PG_PAGE_BY_INS_DESC = _page_sql(True, True)
 PG_PAGE_BY_INS_ASC = _page_sql(True, False)
-
-
-class _Prefixed:
-    """A document's columns in a row that carries the record's facts too (``d_<name>``)."""
-
-    __slots__ = ("row",)
-
-    def __init__(self, row: Any) -> None:
-        self.row = row
-
-    def __getitem__(self, name: str) -> Any:
-        return self.row["d_" + name]
 
 
 def _in_order(doc_ids: list[str], core: bytes | None) -> list[str]:
