@@ -22,6 +22,7 @@ from carnet.domain.audit_verify import VerifyReport
 from carnet.domain.clock import utcnow
 from carnet.domain.content import ContentInfo
 from carnet.store.audit_scan import verify_store
+from carnet.store.bulk import BulkStore
 from carnet.store.content import StagedBlob, Upload
 from carnet.store.services import StoreServices
 
@@ -103,6 +104,10 @@ class Context:
 
             async with self._store.engine.connect() as conn:
                 await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+    def bulk(self) -> BulkStore:
+        """The bulk write path, for the operator's import (access/imports.py)."""
+        return BulkStore(self._store)
 
     async def verify_chains(
         self, progress: Callable[[int, int], None] | None = None

@@ -14,6 +14,7 @@ from functools import cached_property
 from carnet.access.consents.service import ConsentService
 from carnet.access.context import ContentStream, Context
 from carnet.access.documents.service import DocumentService
+from carnet.access.imports import ImportService
 from carnet.access.lifecycle.service import LifecycleService
 from carnet.access.records.service import RecordService
 from carnet.access.representatives.service import RepresentativeService
@@ -50,6 +51,11 @@ class Scope:
     @cached_property
     def traces(self) -> TraceService:
         return TraceService(self._ctx)
+
+    @cached_property
+    def imports(self) -> ImportService:
+        """The operator's bulk import (``carnet demo --patients N``)."""
+        return ImportService(self._ctx)
 
     @cached_property
     def lifecycle(self) -> LifecycleService:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from carnet.cli import audit, lifecycle, notify, serve, token
+from carnet.cli import audit, demo, lifecycle, notify, serve, token
 
 app = typer.Typer(
     name="carnet",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve.serve)
 app.command("migrate")(serve.migrate)
+app.command("demo")(demo.demo)
 app.command("purge")(lifecycle.purge)
 app.command("backup")(lifecycle.backup)
 app.add_typer(token.app, name="token")

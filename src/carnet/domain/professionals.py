@@ -43,3 +43,36 @@ def check_structure(value: str, *, field: str) -> str:
             field=field,
         )
     return v
+
+
+def luhn_key(digits: str) -> str:
+    """The Luhn key digit that makes ``digits`` + key pass :func:`luhn_ok`."""
+    for key in "0123456789":
+        if luhn_ok(digits + key):
+            return key
+    raise AssertionError("unreachable")
+
+
+def make_rpps(first10: str) -> str:
+    """An RPPS number (11 digits) from its first 10 (demo and test data)."""
+    if not re.fullmatch(r"\d{10}", first10):
+        raise ValueError(f"an RPPS number starts with 10 digits, not {first10!r}")
+    return first10 + luhn_key(first10)
+
+
+def make_finess(first8: str) -> str:
+    """A FINESS number (9 digits, the last a Luhn key) from its first 8 (demo and test data)."""
+    if not re.fullmatch(r"\d{8}", first8):
+        raise ValueError(f"a FINESS number starts with 8 digits, not {first8!r}")
+    return first8 + luhn_key(first8)
+
+
+def check_finess(value: str, *, field: str) -> str:
+    """A FINESS number: 9 digits (2A/2B for Corsica read as 20), the last a Luhn key."""
+    v = value.strip().upper()
+    digits = v[:2].replace("2A", "20").replace("2B", "20") + v[2:]
+    if not re.fullmatch(r"\d{9}", digits) or not luhn_ok(digits):
+        raise Rejected(
+            f"{value!r} is not a FINESS number (9 digits, the last a Luhn key)", field=field
+        )
+    return v

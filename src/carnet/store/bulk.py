@@ -1,0 +1,127 @@
+"""The bulk write path (the operator's import, ``carnet demo --patients N``): many records'
+rows at once, written as the normal paths write them, only faster.
+
+- record keys: made and wrapped by the master key like :meth:`KeyRing.create`, put in the key
+  store in one transaction (before the data that needs them, as a record's opening does);
+- content: encrypted in 1 MiB chunks with the record's key (:func:`encrypt_chunks`), either as
+  rows of ``content_chunks`` (the ``db`` store) or as files of the ``file`` store;
+- rows: on PostgreSQL ``COPY`` (asyncpg ``copy_records_to_table``), every table of a batch in
+  one transaction; on SQLite ``executemany`` in one transaction under the write lock.
+
+Rows are tuples in the order of the table's columns (:func:`columns`). Nothing here decides
+anything: the core (access/imports.py) validated and decided what is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from carnet.store.content import FileContentStore
+from carnet.store.content_db import encrypt_chunks
+from carnet.store.crypto import seal
+from carnet.store.keystore import keys_table
+from carnet.store.services import StoreServices
+from carnet.store.sqlite import write_lock
+from carnet.store.tables import metadata as data_metadata
+from carnet.store.tables import records
+
+Row = tuple[Any, ...]
+
+__all__ = ["BulkStore", "Row", "columns", "seal"]
+
+
+def columns(table: str) -> tuple[str, ...]:
+    return tuple(c.name for c in data_metadata.tables[table].columns)
+
+
+class BulkStore:
+    """The store's bulk operations, for one import."""
+
+    def __init__(self, store: StoreServices) -> None:
+        self.store = store
+        self.postgresql = store.postgresql
+        self.content_store = store.content.name
+        self._files = store.stores["file"]
+
+    # -- keys -------------------------------------------------------------------------------------
+    async def new_keys(self, record_ids: Sequence[str], now: datetime) -> list[bytes]:
+        """A new key for each record, wrapped and stored in the key store (one transaction)."""
+        master = self.store.keys.master
+        keys: list[bytes] = []
+        rows: list[dict[str, object]] = []
+        for rid in record_ids:
+            key, wrapped = master.new_record_key(rid)
+            keys.append(key)
+            rows.append({"record_id": rid, "wrapped_key": wrapped, "created_at": now})
+        async with self.store.keys.store.engine.begin() as conn:
+            await conn.execute(keys_table.insert(), rows)
+        return keys
+
+    async def drop_keys(self, record_ids: Sequence[str]) -> None:
+        """The keys of records that were not written (the write failed)."""
+        for rid in record_ids:
+            await self.store.keys.destroy(rid)
+
+    # -- content ------------------------------------------------------------------------------------
+    def encrypt(
+        self, record_id: str, key: bytes, data: bytes, sha256: str
+    ) -> tuple[str, list[bytes], bytes]:
+        """(blob id, encrypted chunks, SHA-1) of ``data``."""
+        blob_id = os.urandom(16).hex()
+        chunks, info = encrypt_chunks(key, blob_id, data, sha256)
+        return blob_id, chunks, info.sha1
+
+    def write_file(self, record_id: str, blob_id: str, chunks: Sequence[bytes]) -> None:
+        """The ``file`` store: the blob's file, in place (the rows naming it follow; a failed
+        import leaves unnamed files, as an interrupted upload can)."""
+        files = self._files
+        assert isinstance(files, FileContentStore)
+        path = files.blob_path(record_id, blob_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+
+    # -- rows ---------------------------------------------------------------------------------------
+    async def existing_ins(self, ins: Iterable[tuple[str, str]]) -> list[str]:
+        """Which of these (OID, INS value) have a record already."""
+        pairs = sorted(set(ins))
+        if not pairs:
+            return []
+        values = sorted({v for _, v in pairs})
+        found: list[str] = []
+        async with self.store.engine.connect() as conn:
+            for start in range(0, len(values), 5000):
+                part = values[start : start + 5000]
+                rows = await conn.execute(
+                    records.select()
+                    .with_only_columns(records.c.ins_oid, records.c.ins_value)
+                    .where(records.c.ins_value.in_(part))
+                )
+                found += [f"{r[0]}|{r[1]}" for r in rows if (r[0], r[1]) in set(pairs)]
+        return found
+
+    async def write(self, batches: dict[str, list[Row]]) -> None:
+        """Every table's rows, in one transaction (all or nothing)."""
+        async with self.store.engine.begin() as conn:
+            if self.postgresql:
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                for name, rows in batches.items():
+                    if rows:
+                        await driver.copy_records_to_table(
+                            name, records=rows, columns=list(columns(name))
+                        )
+            else:
+                await write_lock(conn)
+                for name, rows in batches.items():
+                    if not rows:
+                        continue
+                    cols = columns(name)
+                    sql = (
+                        f"INSERT INTO {name} ({', '.join(cols)}) "  # noqa: S608 - table metadata
+                        f"VALUES ({', '.join('?' for _ in cols)})"
+                    )
+                    await conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
