@@ -109,7 +109,7 @@ class ImportService:
             raise
         return ImportResult(record_ids, documents, traces)
 
-    # -- validation ---------------------------------------------------------------------------------
+    # -- validation ----------------------------------------------------------------------------
     def _validate(self, rec: ImportedRecord) -> None:
         ins = rec.identity.ins
         if ins.oid not in INS_OIDS:
@@ -151,7 +151,7 @@ class ImportService:
                 exc.at(f"documents[{index}]")
                 raise
 
-    # -- rows -------------------------------------------------------------------------------------
+    # -- rows ----------------------------------------------------------------------------------
     def _rows(
         self,
         bulk: BulkStore,

@@ -46,7 +46,7 @@ class BulkStore:
         self.content_store = store.content.name
         self._files = store.stores["file"]
 
-    # -- keys -------------------------------------------------------------------------------------
+    # -- keys ----------------------------------------------------------------------------------
     async def new_keys(self, record_ids: Sequence[str], now: datetime) -> list[bytes]:
         """A new key for each record, wrapped and stored in the key store (one transaction)."""
         master = self.store.keys.master
@@ -65,7 +65,7 @@ class BulkStore:
         for rid in record_ids:
             await self.store.keys.destroy(rid)
 
-    # -- content ------------------------------------------------------------------------------------
+    # -- content -------------------------------------------------------------------------------
     def encrypt(
         self, record_id: str, key: bytes, data: bytes, sha256: str
     ) -> tuple[str, list[bytes], bytes]:
@@ -85,7 +85,7 @@ class BulkStore:
             for chunk in chunks:
                 fh.write(chunk)
 
-    # -- rows ---------------------------------------------------------------------------------------
+    # -- rows ----------------------------------------------------------------------------------
     async def existing_ins(self, ins: Iterable[tuple[str, str]]) -> list[str]:
         """Which of these (OID, INS value) have a record already."""
         pairs = sorted(set(ins))
@@ -124,4 +124,4 @@ class BulkStore:
                         f"INSERT INTO {name} ({', '.join(cols)}) "  # noqa: S608 - table metadata
                         f"VALUES ({', '.join('?' for _ in cols)})"
                     )
-                    await conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+                    await conn.exec_driver_sql(sql, rows)
