@@ -278,7 +278,7 @@ def professionals(seed: int, count: int) -> list[Professional]:
             PROFESSIONS[i] if i < len(PROFESSIONS) else rng.choices(PROFESSIONS, weights)[0]
         )
         rpps = "8" + make_rpps(f"1{seed % 100:02d}{i:07d}")
-        finess = make_finess(f"{rng.choice(DEPARTMENTS[:95]):0>2}{seed % 10}{i // 5:05d}")
+        finess = make_finess(f"{rng.choice(DEPARTMENTS[:94]):0>2}{seed % 10}{i // 5:05d}")
         family = rng.choice(FAMILIES)
         given = rng.choice(GIVEN_F if rng.random() < 0.5 else GIVEN_M)
         name = f"Cabinet {rng.choice(FAMILIES).title()}" if i % 3 else "Centre hospitalier"
