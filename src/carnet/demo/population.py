@@ -434,7 +434,13 @@ def make_templates(seed: int = 0) -> list[Template]:
             meta = _meta(
                 "11488-4", "CR de consultation", "Compte rendu de consultation", gender, spec
             )
-            pdf = make_pdf("Compte rendu de consultation", _lines(lines), author="", patient="")
+            pdf = make_pdf(
+                "Compte rendu de consultation",
+                _lines(lines),
+                author="",
+                patient="",
+                creation_date=_T0,
+            )
             out.append(_cda_template("cda1", wrap_pdf(pdf, meta), spec, gender))
     for type_code, display, class_code, title in (*PDF_TYPES, PATIENT_TYPE):
         for lines in (3, 15, 60):
