@@ -23,6 +23,8 @@ refused (so a second import of the same population is refused, not mixed in).
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -35,7 +37,7 @@ from carnet.access.records.repository import history_row, record_values
 from carnet.access.unit_of_work import Unit
 from carnet.domain.actions import Action
 from carnet.domain.actors import RPPS_SYSTEM, AccessMode, Actor, ActorKind
-from carnet.domain.clock import new_id, ordered_id
+from carnet.domain.clock import new_id
 from carnet.domain.documents import DocumentStatus
 from carnet.domain.errors import Conflict, CoreError, Refused, Rejected
 from carnet.domain.imports import ImportedRecord, ImportResult
@@ -62,6 +64,29 @@ _TABLES = (
     "audit_heads",
 )
 _COLS = {name: columns(name) for name in _TABLES}
+
+
+class _Ids:
+    """Random and time-ordered ids for a batch, from one call to the system's random source
+    (``new_id`` and ``ordered_id``'s formats; ordered ids also follow each other in the order
+    they are made, as the events of a chain do)."""
+
+    def __init__(self, count: int) -> None:
+        self._random = os.urandom(16 * count).hex()
+        self._next = 0
+        self._ms = f"{int(time.time() * 1000):012x}"
+        self._seq = 0
+
+    def new(self) -> str:
+        start = self._next * 32
+        self._next += 1
+        if start >= len(self._random):
+            return new_id()
+        return self._random[start : start + 32]
+
+    def ordered(self) -> str:
+        self._seq += 1
+        return f"{self._ms}{self._seq:08x}{self.new()[:12]}"
 
 
 def _row(table: str, values: dict[str, Any]) -> Row:
@@ -164,6 +189,8 @@ class ImportService:
         matrix = self.guard.matrix.allows
         now = self.ctx.now()
         events: list[TraceEvent] = []
+        size = sum(len(r.documents) + len(r.authorised) + len(r.blocked) + 3 for r in batch)
+        ids = _Ids(2 * size)
         db_store = bulk.content_store == "db"
         n_docs = 0
         for rec, rid, key in zip(batch, record_ids, keys, strict=True):
@@ -196,6 +223,7 @@ class ImportService:
             )
             events.append(
                 _event(
+                    ids,
                     self.actor,
                     Action.RECORD_IMPORT,
                     rid,
@@ -215,10 +243,10 @@ class ImportService:
                 if value in rec.blocked:
                     continue
                 by = rec.opened_by.id if value == rec.opened_by.rpps else patient.id
-                out["consents"].append(_consent(rid, "permit", value, by, now))
+                out["consents"].append(_consent(ids, rid, "permit", value, by, now))
                 consent_rows.append(("permit", "professional", value))
             for value in dict.fromkeys(rec.blocked):
-                out["consents"].append(_consent(rid, "deny", value, patient.id, now))
+                out["consents"].append(_consent(ids, rid, "deny", value, patient.id, now))
                 consent_rows.append(("deny", "professional", value))
             prefs = {
                 "record_id": rid,
@@ -259,7 +287,7 @@ class ImportService:
                         f"{author.id} may not publish in this record: {decision.reason}",
                         field="document.author",
                     )
-                doc_id = f"{rid}-{new_id()[:20]}"
+                doc_id = f"{rid}-{ids.new()[:20]}"
                 data = doc.content
                 sha256 = hashlib.sha256(data).hexdigest()
                 if sha256 not in stored:
@@ -319,7 +347,7 @@ class ImportService:
                 for a in author_rows(rid, doc_id, entry):
                     out["document_authors"].append((rid, doc_id, a["system"], a["value"]))
                 events.append(
-                    _event(author, Action.DOCUMENT_CREATE, rid, decision.rule, now, doc_id)
+                    _event(ids, author, Action.DOCUMENT_CREATE, rid, decision.rule, now, doc_id)
                 )
                 n_docs += 1
             for pro_id, relation in pros.items():
@@ -333,7 +361,7 @@ class ImportService:
                 )
                 if not closing:
                     raise Rejected(f"the record cannot be closed: {closing.reason}")
-                events.append(_event(patient, Action.RECORD_CLOSE, rid, closing.rule, now))
+                events.append(_event(ids, patient, Action.RECORD_CLOSE, rid, closing.rule, now))
                 closed = replace(
                     record, state=RecordState.CLOSED, version_id=2, closed_at=now, last_updated=now
                 )
@@ -357,12 +385,12 @@ def _professional(actor: Actor, field: str) -> None:
         raise Rejected(f"{actor.rpps!r} is not an IdNatPS (8 + RPPS)", field=field)
 
 
-def _consent(rid: str, decision: str, value: str, by: str, now: object) -> Row:
+def _consent(ids: _Ids, rid: str, decision: str, value: str, by: str, now: object) -> Row:
     return _row(
         "consents",
         {
             "record_id": rid,
-            "consent_id": f"{rid}-{new_id()[:20]}",
+            "consent_id": f"{rid}-{ids.new()[:20]}",
             "decision": decision,
             "actor_system": RPPS_SYSTEM,
             "actor_value": value,
@@ -378,6 +406,7 @@ def _consent(rid: str, decision: str, value: str, by: str, now: object) -> Row:
 
 
 def _event(
+    ids: _Ids,
     actor: Actor,
     action: Action,
     record_id: str,
@@ -388,7 +417,7 @@ def _event(
 ) -> TraceEvent:
     return TraceEvent(
         record_id=record_id,
-        event_id=ordered_id(),
+        event_id=ids.ordered(),
         recorded_at=now,
         actor_kind=actor.kind.value,
         actor_id=actor.id,

@@ -14,6 +14,7 @@ carried over with the document's own values): that is what makes millions of doc
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -310,6 +311,48 @@ class Template:
     entry: DocumentEntry  # as the publish path completes it from the CDA (or as a client sends)
     specialty: str | None  # CDA: the author's speciality named in it
     gender: str
+    # CDA: the data cut at its placeholders; slots[i] is the placeholder between parts[i] and
+    # parts[i + 1], an index into the values of :func:`_values` (one join per document)
+    parts: tuple[bytes, ...] = ()
+    slots: tuple[int, ...] = ()
+
+    def fill(self, values: tuple[bytes, ...]) -> bytes:
+        out = [self.parts[0]]
+        for slot, part in zip(self.slots, self.parts[1:], strict=True):
+            out.append(values[slot])
+            out.append(part)
+        return b"".join(out)
+
+
+def _placeholders() -> tuple[str, ...]:
+    """What a CDA template says in place of the document's own values, in :func:`_values`'s
+    order."""
+    return (
+        _PH_UID,
+        _PH_INS,
+        _PH_FAMILY,
+        _PH_GIVEN,
+        _PH_RPPS,
+        _PH_AFAMILY,
+        _PH_AGIVEN,
+        _PH_FINESS,
+        _PH_ORG,
+        format_hl7_ts(_T0),
+        format_hl7_ts(_T0 - timedelta(minutes=30)),
+        "19000101",
+    )
+
+
+def _cut(data: bytes) -> tuple[tuple[bytes, ...], tuple[int, ...]]:
+    marks = [m.encode() for m in _placeholders()]
+    found = re.compile(b"|".join(re.escape(m) for m in sorted(marks, key=len, reverse=True)))
+    parts, slots, pos = [], [], 0
+    for m in found.finditer(data):
+        parts.append(data[pos : m.start()])
+        slots.append(marks.index(m.group()))
+        pos = m.end()
+    parts.append(data[pos:])
+    return tuple(parts), tuple(slots)
 
 
 def _meta(type_code: str, display: str, title: str, gender: str, specialty: str) -> Level1Meta:
@@ -456,7 +499,8 @@ def _cda_template(kind: str, data: bytes, specialty: str, gender: str) -> Templa
     )
     complete_from_cda(entry, data, "text/xml")
     entry.content_type = entry.content_type or "text/xml"
-    return Template(kind, data, entry, specialty, gender)
+    parts, slots = _cut(data)
+    return Template(kind, data, entry, specialty, gender, parts, slots)
 
 
 # -- people ---------------------------------------------------------------------------------------
@@ -525,7 +569,10 @@ class Population:
         for p in self.professionals:
             by_role.setdefault(p.specialty or p.profession, []).append(p)
         self._gps = by_role["SM54"] + by_role.get("SM26", [])
-        self._cda_authors = [p for p in self.professionals if p.specialty in CDA_SPECIALTIES]
+        self._cda_authors = {
+            "cda1": [p for p in self.professionals if p.specialty in CDA_SPECIALTIES[:4]],
+            "cda3": [p for p in self.professionals if p.specialty == "SM03"],
+        }
         self._writers = [p for p in self.professionals if p.profession in ("10", "21", "60", "50")]
 
     def counts(self) -> list[int]:
@@ -542,14 +589,19 @@ class Population:
     def batches(self, size: int = 500) -> Iterator[tuple[list[Patient], list[ImportedRecord]]]:
         counts = self.counts()
         for start in range(0, self.patients, size):
-            people: list[Patient] = []
-            records: list[ImportedRecord] = []
-            for i in range(start, min(start + size, self.patients)):
-                rng = random.Random(self.seed * 1_000_003 + i)
-                p = patient(self.seed, i, rng)
-                people.append(p)
-                records.append(self.record(p, i, counts[i], rng))
-            yield people, records
+            yield self.batch(start, size, counts)
+
+    def batch(
+        self, start: int, size: int, counts: list[int]
+    ) -> tuple[list[Patient], list[ImportedRecord]]:
+        people: list[Patient] = []
+        records: list[ImportedRecord] = []
+        for i in range(start, min(start + size, self.patients)):
+            rng = random.Random(self.seed * 1_000_003 + i)
+            p = patient(self.seed, i, rng)
+            people.append(p)
+            records.append(self.record(p, i, counts[i], rng))
+        return people, records
 
     def record(self, p: Patient, index: int, docs: int, rng: random.Random) -> ImportedRecord:
         gp = self._gps[rng.randrange(len(self._gps))]
@@ -606,16 +658,9 @@ class Population:
             return self._pdf_document(t, p, uid, when, author, None, index, n)
         if roll < 0.6:  # CDA, by a médecin
             kind = "cda3" if roll < 0.35 else "cda1"
-            pool = (
-                self._cda_authors
-                if kind == "cda1"
-                else [x for x in self._cda_authors if x.specialty == "SM03"] or self._cda_authors
-            )
+            pool = self._cda_authors[kind]
             pro = gp if kind == "cda1" and rng.random() < 0.6 else pool[rng.randrange(len(pool))]
-            spec = "SM03" if kind == "cda3" else (pro.specialty or "SM54")
-            if spec not in CDA_SPECIALTIES or (kind == "cda1" and spec == "SM03"):
-                spec = "SM54"
-            choices = self._cda[(kind, spec, p.gender)]
+            choices = self._cda[(kind, pro.specialty, p.gender)]
             t = choices[rng.randrange(len(choices))]
             return self._cda_document(t, p, uid, when, pro, rng)
         t = self._pdf[rng.randrange(len(self._pdf))]
@@ -649,11 +694,7 @@ class Population:
             ),
             ("19000101", p.birth_date.strftime("%Y%m%d")),
         )
-        data = t.data
-        for old, new in subs:
-            data = data.replace(old.encode(), new.encode("utf-8"))
-        if t.specialty != pro.specialty and pro.specialty:
-            data = data.replace(f"/{t.specialty}".encode(), f"/{pro.specialty}".encode())
+        data = t.fill(tuple(new.encode() for _, new in subs))
         entry = _carry(t.entry, subs, when)
         if rng.random() < 0.04:
             entry.confidentiality = [*entry.confidentiality, MASKED]
@@ -742,3 +783,22 @@ def professional_rows(pros: list[Professional]) -> list[tuple[str, ...]]:
 
 def patient_rows(people: list[Patient]) -> list[tuple[str, ...]]:
     return [("patient", p.ins, p.oid, "", "", "") for p in people]
+
+
+# -- batches made in another process (carnet demo's generator) ------------------------------------
+_MADE: dict[tuple[int, int, int], tuple[Population, list[int]]] = {}
+
+
+def make_batch(
+    patients: int, documents: int, seed: int, start: int, size: int
+) -> tuple[list[Patient], list[ImportedRecord]]:
+    """The patients ``start`` to ``start + size`` of a population and their records: what
+    :meth:`Population.batches` yields, made where it is called (a worker process)."""
+    key = (patients, documents, seed)
+    made = _MADE.get(key)
+    if made is None:
+        _MADE.clear()
+        population = Population(patients, documents, seed=seed)
+        made = _MADE[key] = (population, population.counts())
+    population, counts = made
+    return population.batch(start, size, counts)
