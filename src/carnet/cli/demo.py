@@ -37,10 +37,10 @@ async def generate(
     *,
     seed: int = 1,
     identities: Path | None = None,
-    batch: int = 500,
+    batch: int = 250,
     progress: bool = True,
     workers: int = 0,
-    in_flight: int = 2,
+    in_flight: int = 3,
 ) -> tuple[int, int, int]:
     """Generate and import; (records, documents, traces) written."""
     from carnet.access.core import Core
@@ -143,7 +143,7 @@ def demo(
     seed: Annotated[
         int, typer.Option("--seed", help="the same seed makes the same population")
     ] = 1,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="patients per transaction")] = 500,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="patients per transaction")] = 250,
     workers: Annotated[
         int,
         typer.Option("--workers", min=0, help="processes generating ahead of the writes (0: none)"),

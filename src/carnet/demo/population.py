@@ -299,9 +299,12 @@ _PH_ORG = "XXSTRUCTUREXX"
 _PH_NUMBER = "999999999999"  # plain PDFs: the document's number, same length (xref stays right)
 
 
+_UTF16_DIGITS = str.maketrans({d: f"{ord(d):04x}" for d in "0123456789"})
+
+
 def _utf16_hex(digits: str) -> bytes:
     """How a PDF's /Title writes ``digits`` (UTF-16BE, hex)."""
-    return "".join(f"{ord(c):04x}" for c in digits).encode()
+    return digits.translate(_UTF16_DIGITS).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from typing import Any
 from carnet.store.content import FileContentStore
 from carnet.store.content_db import encrypt_chunks
 from carnet.store.crypto import seal
-from carnet.store.keystore import keys_table
 from carnet.store.services import StoreServices
 from carnet.store.sqlite import write_lock
 from carnet.store.tables import metadata as data_metadata
@@ -51,13 +50,12 @@ class BulkStore:
         """A new key for each record, wrapped and stored in the key store (one transaction)."""
         master = self.store.keys.master
         keys: list[bytes] = []
-        rows: list[dict[str, object]] = []
+        rows: list[tuple[str, bytes]] = []
         for rid in record_ids:
             key, wrapped = master.new_record_key(rid)
             keys.append(key)
-            rows.append({"record_id": rid, "wrapped_key": wrapped, "created_at": now})
-        async with self.store.keys.store.engine.begin() as conn:
-            await conn.execute(keys_table.insert(), rows)
+            rows.append((rid, wrapped))
+        await self.store.keys.store.put_many(rows)
         return keys
 
     async def drop_keys(self, record_ids: Sequence[str]) -> None:

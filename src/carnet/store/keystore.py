@@ -70,6 +70,29 @@ class KeyStore:
                 )
             )
 
+    async def put_many(self, rows: list[tuple[str, bytes]]) -> None:
+        """Many new keys at once (the operator's bulk import), in one transaction: directly in
+        the local SQLite file when there is one (no hand-off to aiosqlite's thread)."""
+        now = utcnow()
+        if self._local is not None:
+            stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy writes it
+            local = sqlite3.connect(self._local, timeout=30)
+            try:
+                with local:  # one transaction, committed on success
+                    local.executemany(
+                        "INSERT INTO record_keys (record_id, wrapped_key, created_at) "
+                        "VALUES (?, ?, ?)",
+                        [(rid, wrapped, stamp) for rid, wrapped in rows],
+                    )
+            finally:
+                local.close()
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                keys_table.insert(),
+                [{"record_id": r, "wrapped_key": w, "created_at": now} for r, w in rows],
+            )
+
     async def get(self, record_id: str) -> bytes | None:
         if self._local is not None:
             return self._read_local(record_id)
