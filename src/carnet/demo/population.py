@@ -471,12 +471,12 @@ def make_templates(seed: int = 0) -> list[Template]:
     rng = random.Random(f"templates/{seed}")
     out: list[Template] = []
     for gender in ("female", "male"):
-        for rows in (2, 3, 6, 20):  # CDA level 3 biology, ~8 KB to ~16 KB
+        for rows in (2, 2, 3, 8):  # CDA level 3 biology, ~7 KB to ~12 KB (the small most)
             meta = _meta("11502-2", "CR d'examens biologiques", "Bilan biologique", gender, "SM03")
             data = build_level3(meta, _bio_sections(rows, rng))
             out.append(_cda_template("cda3", data, "SM03", gender))
         for spec in ("SM54", "SM26", "SM40", "SM44"):  # CDA level 1 (PDF inside)
-            lines = rng.choice((4, 12, 30))
+            lines = rng.choice((3, 4, 8))
             meta = _meta(
                 "11488-4", "CR de consultation", "Compte rendu de consultation", gender, spec
             )
@@ -489,7 +489,7 @@ def make_templates(seed: int = 0) -> list[Template]:
             )
             out.append(_cda_template("cda1", wrap_pdf(pdf, meta), spec, gender))
     for type_code, display, class_code, title in (*PDF_TYPES, PATIENT_TYPE):
-        for lines in (3, 15, 60):
+        for lines in (3, 3, 3, 10, 40):  # ~1.7 KB to ~3 KB, the small most
             data = _plain_pdf(title, lines)
             entry = _pdf_entry(type_code, display, class_code, title)
             out.append(Template("pdf", data, entry, None, ""))
@@ -659,8 +659,8 @@ class Population:
                 ins_oid=p.oid,
             )
             return self._pdf_document(t, p, uid, when, author, None, index, n)
-        if roll < 0.6:  # CDA, by a médecin
-            kind = "cda3" if roll < 0.35 else "cda1"
+        if roll < 0.19:  # CDA (a sixth of the documents), by a médecin
+            kind = "cda3" if roll < 0.11 else "cda1"
             pool = self._cda_authors[kind]
             pro = gp if kind == "cda1" and rng.random() < 0.6 else pool[rng.randrange(len(pool))]
             choices = self._cda[(kind, pro.specialty, p.gender)]
