@@ -133,3 +133,14 @@ async def test_the_import_refuses_invalid_data(core: object) -> None:
         await core.scope(records[0].opened_by).imports.load(records)
     result = await core.scope(OPERATOR).imports.load(records)  # nothing was written before
     assert len(result.record_ids) == 3
+    # the same people again, given records between the check and the write: refused too
+    from carnet.domain.errors import Conflict
+    from carnet.store.bulk import BulkStore
+
+    async def nobody(self: BulkStore, ins: object) -> list[str]:
+        return []
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(BulkStore, "existing_ins", nobody)
+        with pytest.raises(Conflict, match="meanwhile"):
+            await core.scope(OPERATOR).imports.load(records)

@@ -45,7 +45,7 @@ from carnet.domain.ins import INS_OIDS, OID_NIR_TEST, check_ins_value
 from carnet.domain.professionals import check_idnatps
 from carnet.domain.records import CreationConsent, Record, RecordState
 from carnet.domain.traces import TraceEvent, extend
-from carnet.store.bulk import BulkStore, Row, columns, seal
+from carnet.store.bulk import BulkStore, Duplicate, Row, columns, seal
 from carnet.store.codec import entry_to_json, record_to_json
 from carnet.store.envelope import pack
 from carnet.store.preferences import preference_changes
@@ -129,6 +129,12 @@ class ImportService:
         try:
             out, documents, traces = self._rows(bulk, batch, record_ids, keys, decision.rule)
             await bulk.write(out)
+        except Duplicate as exc:
+            await bulk.drop_keys(record_ids)
+            raise Conflict(
+                f"some of these patients were given a record meanwhile ({exc})",
+                field="patient.ins",
+            ) from None
         except BaseException:
             await bulk.drop_keys(record_ids)
             raise

@@ -19,6 +19,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+from sqlalchemy.exc import IntegrityError
+
 from carnet.store.content import FileContentStore
 from carnet.store.content_db import encrypt_chunks
 from carnet.store.crypto import seal
@@ -29,7 +32,12 @@ from carnet.store.tables import records
 
 Row = tuple[Any, ...]
 
-__all__ = ["BulkStore", "Row", "columns", "seal"]
+
+class Duplicate(Exception):
+    """A row's unique key is taken."""
+
+
+__all__ = ["BulkStore", "Duplicate", "Row", "columns", "seal"]
 
 
 def columns(table: str) -> tuple[str, ...]:
@@ -103,7 +111,14 @@ class BulkStore:
         return found
 
     async def write(self, batches: dict[str, list[Row]]) -> None:
-        """Every table's rows, in one transaction (all or nothing)."""
+        """Every table's rows, in one transaction (all or nothing); :class:`Duplicate` when a
+        unique key was taken meanwhile (another import of the same people)."""
+        try:
+            await self._write(batches)
+        except (IntegrityError, asyncpg.UniqueViolationError) as exc:
+            raise Duplicate(str(exc).splitlines()[0]) from None
+
+    async def _write(self, batches: dict[str, list[Row]]) -> None:
         async with self.store.engine.begin() as conn:
             if self.postgresql:
                 driver: Any = (await conn.get_raw_connection()).driver_connection
