@@ -146,7 +146,11 @@ def demo(
     batch: Annotated[int, typer.Option("--batch", min=1, help="patients per transaction")] = 250,
     workers: Annotated[
         int,
-        typer.Option("--workers", min=0, help="processes generating ahead of the writes (0: none)"),
+        typer.Option(
+            "--workers",
+            min=0,
+            help="processes generating ahead of the writes (0: none; slower on 2 cores)",
+        ),
     ] = 0,
 ) -> None:
     """Generate a population to measure on (fictional patients with test INS, professionals of
