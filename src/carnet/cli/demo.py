@@ -10,24 +10,29 @@ import csv
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from carnet.demo.population import Patient, Population, make_batch
+from carnet.demo.population import Population
+from carnet.domain import errors
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.errors import CoreError
-from carnet.domain.imports import ImportedRecord, ImportResult
+from carnet.domain.imports import ImportResult
 from carnet.settings import Settings
 
 console = Console(stderr=True)
 OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="carnet-demo", issuer="carnet")
+
+
+Report = Callable[[int, int, int, int], None]  # batch start, records, documents, traces
+Args = tuple[Settings, int, int, int, int, int]  # settings, patients, documents, seed, batch, …
 
 
 async def generate(
@@ -39,15 +44,14 @@ async def generate(
     identities: Path | None = None,
     batch: int = 250,
     progress: bool = True,
-    workers: int = 0,
+    jobs: int = 1,
     in_flight: int = 3,
 ) -> tuple[int, int, int]:
-    """Generate and import; (records, documents, traces) written."""
-    from carnet.access.core import Core
+    """Generate and import; (records, documents, traces) written. ``jobs`` processes import
+    (each every ``jobs``-th batch: this one, and ``jobs - 1`` others)."""
     from carnet.demo.population import CSV_HEADER, patient_rows, professional_rows
 
     population = Population(patients, documents, seed=seed)
-    core = await Core.start(replace(settings, allow_test_ins=True))
     fh = identities.open("w", newline="", encoding="utf-8") if identities else None
     done = [0, 0, 0]
     try:
@@ -55,7 +59,6 @@ async def generate(
         if writer is not None:
             writer.writerow(CSV_HEADER)
             writer.writerows(professional_rows(population.professionals))
-        imports = core.scope(OPERATOR).imports
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -66,67 +69,113 @@ async def generate(
         ) as bar:
             task_p = bar.add_task("patients", total=patients)
             task_d = bar.add_task("documents", total=documents)
-            # ``in_flight`` batches at once: one is prepared (generated, validated, sealed,
-            # encrypted: Python) while another is written (COPY: PostgreSQL)
-            flying: deque[tuple[list[Patient], asyncio.Task[ImportResult]]] = deque()
 
-            async def land() -> None:
-                people, task = flying.popleft()
-                result = await task
+            def report(start: int, records: int, docs: int, traces: int) -> None:
                 if writer is not None:
-                    writer.writerows(patient_rows(people))
-                done[0] += len(result.record_ids)
-                done[1] += result.documents
-                done[2] += result.traces
+                    writer.writerows(patient_rows(population.people(start, batch)))
+                done[0] += records
+                done[1] += docs
+                done[2] += traces
                 bar.update(task_p, completed=done[0])
                 bar.update(task_d, completed=done[1])
 
-            try:
-                async for people, records in _made(population, batch, workers):
-                    flying.append((people, asyncio.create_task(imports.load(records))))
-                    await asyncio.sleep(0)  # let it start before the next batch is made
-                    if len(flying) >= in_flight:
-                        await land()
-                while flying:
-                    await land()
-            finally:
-                for _, task in flying:
-                    task.cancel()
-                await asyncio.gather(*(t for _, t in flying), return_exceptions=True)
+            args: Args = (settings, patients, documents, seed, batch, in_flight)
+            if jobs <= 1:
+                await import_part(*args, 0, 1, report)
+            else:
+                await _in_processes(args, jobs, report)
     finally:
         if fh is not None:
             fh.close()
-        await core.close()
     return done[0], done[1], done[2]
 
 
-async def _made(
-    population: Population, size: int, workers: int
-) -> AsyncIterator[tuple[list[Patient], list[ImportedRecord]]]:
-    """The population's batches in order, made ahead by ``workers`` processes (none: here)
-    while the previous ones are written."""
-    if workers < 1:
-        for made in population.batches(size):
-            yield made
-        return
+async def import_part(
+    settings: Settings,
+    patients: int,
+    documents: int,
+    seed: int,
+    batch: int,
+    in_flight: int,
+    part: int,
+    parts: int,
+    report: Report,
+) -> None:
+    """Import the batches ``part``, ``part + parts``, … of the population, ``in_flight`` at
+    once: one is prepared (generated, validated, sealed, encrypted: Python) while others are
+    written (COPY: PostgreSQL)."""
+    from carnet.access.core import Core
+
+    population = Population(patients, documents, seed=seed)
+    counts = population.counts()
+    core = await Core.start(replace(settings, allow_test_ins=True))
+    imports = core.scope(OPERATOR).imports
+    flying: deque[tuple[int, asyncio.Task[ImportResult]]] = deque()
+
+    async def land() -> None:
+        start, task = flying.popleft()
+        result = await task
+        report(start, len(result.record_ids), result.documents, result.traces)
+
+    try:
+        starts = range(part * batch, patients, parts * batch)
+        for start in starts:
+            _, records = population.batch(start, batch, counts)
+            flying.append((start, asyncio.create_task(imports.load(records))))
+            await asyncio.sleep(0)  # let it start before the next batch is made
+            if len(flying) >= in_flight:
+                await land()
+        while flying:
+            await land()
+    finally:
+        for _, task in flying:
+            task.cancel()
+        await asyncio.gather(*(t for _, t in flying), return_exceptions=True)
+        await core.close()
+
+
+def _child(args: Args, part: int, parts: int, queue: Any) -> tuple[str, ...] | None:
+    """A process importing its part; progress and the core's refusals through ``queue``."""
+
+    def report(start: int, records: int, docs: int, traces: int) -> None:
+        queue.put((start, records, docs, traces))
+
+    try:
+        asyncio.run(import_part(*args, part, parts, report))
+    except CoreError as exc:
+        return (type(exc).__name__, exc.message, exc.field or "")
+    return None
+
+
+async def _in_processes(args: Args, jobs: int, report: Report) -> None:
     loop = asyncio.get_running_loop()
-    starts = iter(range(0, population.patients, size))
-    ahead: deque[asyncio.Future[tuple[list[Patient], list[ImportedRecord]]]] = deque()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with context.Manager() as manager, ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
+        queue = manager.Queue()
+        children = [
+            loop.run_in_executor(pool, _child, args, part, jobs, queue) for part in range(1, jobs)
+        ]
 
-        def submit() -> None:
-            start = next(starts, None)
-            if start is not None:
-                args = (population.patients, population.documents, population.seed, start, size)
-                ahead.append(loop.run_in_executor(pool, make_batch, *args))
+        def drain() -> None:
+            while not queue.empty():
+                report(*queue.get())
 
-        for _ in range(workers + 2):
-            submit()
-        while ahead:
-            made = await ahead.popleft()
-            submit()
-            yield made
+        async def follow() -> None:
+            while True:
+                await asyncio.sleep(0.2)
+                await asyncio.to_thread(drain)
+
+        follower = asyncio.create_task(follow())
+        try:
+            await import_part(*args, 0, jobs, report)
+            refusals = [r for r in await asyncio.gather(*children) if r is not None]
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+        drain()
+        if refusals:
+            kind, message, field = refusals[0]
+            raise getattr(errors, kind, errors.CoreError)(message, field=field or None)
 
 
 def demo(
@@ -144,14 +193,15 @@ def demo(
         int, typer.Option("--seed", help="the same seed makes the same population")
     ] = 1,
     batch: Annotated[int, typer.Option("--batch", min=1, help="patients per transaction")] = 250,
-    workers: Annotated[
-        int,
+    jobs: Annotated[
+        int | None,
         typer.Option(
-            "--workers",
-            min=0,
-            help="processes generating ahead of the writes (0: none; slower on 2 cores)",
+            "--jobs",
+            min=1,
+            help="processes importing at once [default: 2 on PostgreSQL, 1 on SQLite]",
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
 ) -> None:
     """Generate a population to measure on (fictional patients with test INS, professionals of
     every profession, authorisations, blocks, masked documents, CDA and PDF documents) and load
@@ -172,7 +222,7 @@ def demo(
                 seed=seed,
                 identities=identities,
                 batch=batch,
-                workers=workers,
+                jobs=jobs or (2 if settings.sqlalchemy_url.startswith("postgresql") else 1),
             )
         )
     except CoreError as exc:

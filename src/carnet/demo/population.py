@@ -594,6 +594,13 @@ class Population:
         for start in range(0, self.patients, size):
             yield self.batch(start, size, counts)
 
+    def people(self, start: int, size: int) -> list[Patient]:
+        """The patients of the batch that starts at ``start`` (as :meth:`batch` makes them)."""
+        return [
+            patient(self.seed, i, random.Random(self.seed * 1_000_003 + i))
+            for i in range(start, min(start + size, self.patients))
+        ]
+
     def batch(
         self, start: int, size: int, counts: list[int]
     ) -> tuple[list[Patient], list[ImportedRecord]]:
@@ -786,22 +793,3 @@ def professional_rows(pros: list[Professional]) -> list[tuple[str, ...]]:
 
 def patient_rows(people: list[Patient]) -> list[tuple[str, ...]]:
     return [("patient", p.ins, p.oid, "", "", "") for p in people]
-
-
-# -- batches made in another process (carnet demo's generator) ------------------------------------
-_MADE: dict[tuple[int, int, int], tuple[Population, list[int]]] = {}
-
-
-def make_batch(
-    patients: int, documents: int, seed: int, start: int, size: int
-) -> tuple[list[Patient], list[ImportedRecord]]:
-    """The patients ``start`` to ``start + size`` of a population and their records: what
-    :meth:`Population.batches` yields, made where it is called (a worker process)."""
-    key = (patients, documents, seed)
-    made = _MADE.get(key)
-    if made is None:
-        _MADE.clear()
-        population = Population(patients, documents, seed=seed)
-        made = _MADE[key] = (population, population.counts())
-    population, counts = made
-    return population.batch(start, size, counts)
