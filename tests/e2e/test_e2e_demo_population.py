@@ -189,8 +189,13 @@ def test_traces_chain_and_a_second_run_is_refused(loaded: tuple[Server, Path]) -
 
     with pytest.raises(Conflict, match="record already"):
         asyncio.run(generate(server.settings, 5, 10, seed=SEED, progress=False))
-    # another seed: another population, added
-    assert asyncio.run(generate(server.settings, 5, 10, seed=SEED + 1, progress=False))[:2] == (
-        5,
-        10,
+    # another seed: another population, added, here by two processes each importing a batch
+    added = asyncio.run(
+        generate(server.settings, 6, 20, seed=SEED + 1, batch=3, jobs=2, progress=False)
     )
+    assert added[:2] == (6, 20)
+    # the same again: refused in both processes, told as the core's refusal
+    with pytest.raises(Conflict, match="record already"):
+        asyncio.run(
+            generate(server.settings, 6, 20, seed=SEED + 1, batch=3, jobs=2, progress=False)
+        )
