@@ -9,6 +9,7 @@ from pathlib import Path
 from carnet.access.core import Core
 from carnet.demo.loader import _patient_actor, _pro_actor, load_demo
 from carnet.demo.people import PATIENTS, PROFESSIONALS
+from carnet.domain.professionals import check_finess, check_idnatps
 from carnet.domain.search import DocumentCriteria
 from carnet.settings import Settings
 
@@ -40,3 +41,10 @@ def test_demo_loads_once_and_follows_the_rules(tmp_path: Path) -> None:
     assert asyncio.run(visible("gp")) == 6 * len(PATIENTS)
     # the dentist was never authorised and authored nothing
     assert asyncio.run(visible("dentist")) == 0
+
+
+def test_demo_cast_identifiers_carry_valid_keys() -> None:
+    """The demo cast's RPPS and FINESS numbers pass the same checks as real ones."""
+    for pro in PROFESSIONALS:
+        assert check_idnatps(pro.rpps, field="rpps") == pro.rpps
+        assert check_finess(pro.structure, field="structure") == pro.structure

@@ -91,7 +91,7 @@ PROFESSIONALS = (
         "10",
         "SM54",
         "médecin généraliste",
-        "750000011",
+        "750000010",
         "Cabinet du Dr Bernard",
     ),
     DemoProfessional(
@@ -101,7 +101,7 @@ PROFESSIONALS = (
         "10",
         "SM04",
         "cardiologue",
-        "750000029",
+        "750000028",
         "Hôpital Saint-Louis",
     ),
     DemoProfessional(
@@ -111,7 +111,7 @@ PROFESSIONALS = (
         "10",
         "SM05",
         "biologiste",
-        "750000037",
+        "750000036",
         "Laboratoire Pasteur-Lumière",
     ),
     DemoProfessional(
@@ -121,7 +121,7 @@ PROFESSIONALS = (
         "21",
         None,
         "pharmacienne",
-        "750000045",
+        "750000044",
         "Pharmacie du Marché",
     ),
     DemoProfessional(
@@ -131,7 +131,7 @@ PROFESSIONALS = (
         "60",
         None,
         "infirmier",
-        "750000052",
+        "750000051",
         "Cabinet infirmier des Lilas",
     ),
     DemoProfessional(
@@ -141,7 +141,7 @@ PROFESSIONALS = (
         "50",
         None,
         "sage-femme",
-        "750000060",
+        "750000069",
         "Maternité des Bluets",
     ),
     DemoProfessional(
@@ -151,7 +151,7 @@ PROFESSIONALS = (
         "40",
         None,
         "chirurgien-dentiste",
-        "750000078",
+        "750000077",
         "Cabinet dentaire Giraud",
     ),
 )
