@@ -69,7 +69,7 @@ async def test_the_fast_canonical_bytes_are_the_write_paths(
         fast = [e for e in seen if audit_scan_text(e[0]) == record_id]
         assert [int(e[1]) for e in fast] == [r["seq"] for r in stored]
         for raw, row in zip(fast, stored, strict=True):
-            assert raw[4] == canonical(row)  # byte for byte
+            assert raw[4] == row["prev_hash"].encode() + canonical(row)  # byte for byte
             assert raw[2] == row["prev_hash"].encode() and raw[3] == row["hash"].encode()
 
 

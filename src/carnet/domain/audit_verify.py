@@ -19,6 +19,7 @@ docs/traces.md).
 from __future__ import annotations
 
 import hashlib
+from binascii import hexlify
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -118,9 +119,10 @@ def _problems(
     return out
 
 
-# One event as the fast path reads it: (record_id, seq, prev_hash, hash, canonical form), the
-# hashes as their 64 ASCII hex bytes, the canonical form as carnet.domain.traces.canonical gives
-# it (the store builds it from the columns; tests check it is the same bytes).
+# One event as the fast path reads it: (record_id, seq, prev_hash, hash, hashed bytes), the
+# hashes as their 64 ASCII hex bytes, the hashed bytes prev_hash ‖ the canonical form as
+# carnet.domain.traces.canonical gives it (the store builds them from the columns; tests check
+# they are the same bytes).
 RawEvent = tuple[str | bytes, int | bytes, bytes, bytes, bytes]
 _GENESIS_B = GENESIS.encode("ascii")
 
@@ -165,18 +167,18 @@ class ChainWalker:
         prev_hash = self.raw_prev_hash
         chains = 0
         n = 0
-        for record_id, seq_v, stored_prev, stored_hash, canon in events:
+        for record_id, seq_v, stored_prev, stored_hash, hashed in events:
             n += 1
             seq = int(seq_v)
             if record_id != current:
                 current, prev_seq, prev_hash = record_id, 0, _GENESIS_B
                 chains += 1
-            computed = sha256(stored_prev + canon).hexdigest().encode("ascii")
+            computed = hexlify(sha256(hashed).digest())
             if seq != prev_seq + 1 or stored_prev != prev_hash or computed != stored_hash:
                 found = _problems(
                     _text(record_id),
                     seq,
-                    _event_id(canon),
+                    _event_id(hashed[len(stored_prev) :]),
                     stored_prev.decode("ascii", "replace"),
                     stored_hash.decode("ascii", "replace"),
                     computed.decode("ascii"),

@@ -164,12 +164,12 @@ def raw_events_pg(lines: list[bytes], *, clean: bool) -> Iterator[RawEvent]:
         return
     for line in lines:
         prev, digest, seq, record_id, rest = line.split(b"\t", 4)
-        canon = b"".join(
-            (prefix, seq, b',"', record_id, b'","', rest.replace(b"\t", b'","'), b'"]')
+        hashed = b"".join(
+            (prev, prefix, seq, b',"', record_id, b'","', rest.replace(b"\t", b'","'), b'"]')
         )
-        if b"\\N" in rest:
-            canon = canon.replace(b'"\\N"', b"null")
-        yield record_id, seq, prev, digest, canon
+        if b"\\N" in rest:  # COPY's NULL: JSON's null (no other backslash in a clean line)
+            hashed = hashed.replace(b'"\\N"', b"null")
+        yield record_id, seq, prev, digest, hashed
 
 
 _ESCAPE = re.compile(rb"\\(.)")
@@ -195,7 +195,7 @@ def _slow_pg(line: bytes) -> RawEvent:
         fields[2],
         (values[0] or "").encode("utf-8"),
         (values[1] or "").encode("utf-8"),
-        canonical(event),
+        (values[0] or "").encode("utf-8") + canonical(event),
     )
 
 
@@ -230,7 +230,7 @@ def raw_events_sqlite(rows: list[tuple[Any, ...]]) -> Iterator[RawEvent]:
     dumps = orjson.dumps
     fmt = (FORMAT,)
     for row in rows:
-        yield row[3], row[2], row[0], row[1], dumps(fmt + row[2:])
+        yield row[3], row[2], row[0], row[1], row[0] + dumps(fmt + row[2:])
 
 
 # -- the command ---------------------------------------------------------------------------------
