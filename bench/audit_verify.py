@@ -36,11 +36,19 @@ from carnet.settings import Settings
 from carnet.store.audit_scan import PG_QUERY, SQLITE_SQL
 from carnet.store.trace_chain import EVENT_COLUMNS
 
+MEASURED = ("cli", "cli_jobs_1", "core")
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET = 500_000  # entries/s
 OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="bench-audit-verify", issuer="carnet")
 PRO = Actor(ActorKind.PROFESSIONAL, "sub-pro", "bench", rpps="810000000001", profession="10")
 ACTIONS = ("document.read", "document.search", "record.read", "document.create")
+
+
+HEADS_SQL = (
+    "INSERT INTO audit_heads (record_id, seq, hash) SELECT e.record_id, e.seq, e.hash "
+    "FROM audit_events e JOIN (SELECT record_id, max(seq) AS seq FROM audit_events "
+    "GROUP BY record_id) m ON m.record_id = e.record_id AND m.seq = e.seq"
+)
 
 
 def events(n: int, records: int) -> list[ChainedEvent]:
@@ -72,7 +80,9 @@ async def load_pg(dsn: str, chained: list[ChainedEvent]) -> None:
     try:
         rows = [tuple(c.row()[k] for k in EVENT_COLUMNS) for c in chained]
         await conn.copy_records_to_table("audit_events", records=rows, columns=EVENT_COLUMNS)
+        await conn.execute(HEADS_SQL)  # as the write path leaves them: one per chain
         await conn.execute("ANALYZE audit_events")
+        await conn.execute("ANALYZE audit_heads")
     finally:
         await conn.close()
 
@@ -88,13 +98,15 @@ def load_sqlite(path: Path, chained: list[ChainedEvent]) -> None:
         rows.append(tuple(r[k] for k in EVENT_COLUMNS))
     with db:
         db.executemany(f"INSERT INTO audit_events ({cols}) VALUES ({marks})", rows)
+        db.execute(HEADS_SQL)
     db.close()
 
 
 # -- the three ways ------------------------------------------------------------------------------
-def run_cli(url: str, data_dir: Path) -> tuple[float, str]:
+def run_cli(url: str, data_dir: Path, *options: str) -> tuple[float, str]:
     env = dict(os.environ, CARNET_DATABASE_URL=url, CARNET_DATA_DIR=str(data_dir))
     cmd = [str(Path(sys.executable).with_name("carnet")), "audit", "verify", "--no-progress"]
+    cmd += options
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
@@ -189,11 +201,14 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any
             f"loaded {load_s:.1f} s)",
             flush=True,
         )
-        times: dict[str, list[float]] = {"cli": [], "core": [], "minimal": []}
+        times: dict[str, list[float]] = {"cli": [], "cli_jobs_1": [], "core": [], "minimal": []}
         for r in range(args.rounds):
             seconds, out = run_cli(url, tmp)
             assert "all chains intact" in out, out  # each run adds its own audit.verify trace
             times["cli"].append(seconds)
+            seconds, out = run_cli(url, tmp, "--jobs", "1")
+            assert "all chains intact" in out, out
+            times["cli_jobs_1"].append(seconds)
             seconds, checked = await run_core(settings)
             assert checked >= n
             times["core"].append(seconds)
@@ -223,13 +238,16 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any
         "git": git_state(),
         "packages": package_versions(["sqlalchemy", "asyncpg", "aiosqlite", "orjson"]),
         "parameters": {"events": n, "records": records, "rounds": args.rounds},
-        "command": "carnet audit verify --no-progress (subprocess, CARNET_DATABASE_URL)",
+        "command": "carnet audit verify --no-progress (subprocess, CARNET_DATABASE_URL); "
+        "cli_jobs_1: the same with --jobs 1 (one process; the default splits the chains over "
+        "one process per core on PostgreSQL when there are more than 500,000 events); core: "
+        "the core's call in process (default jobs); minimal: one process, no check",
         "seconds": {k: [round(s, 3) for s in v] for k, v in times.items()},
         "best_seconds": {k: round(s, 3) for k, s in best.items()},
         "entries_per_second": rate,
-        "ratio_to_minimal": {k: round(rate[k] / rate["minimal"], 3) for k in ("cli", "core")},
+        "ratio_to_minimal": {k: round(rate[k] / rate["minimal"], 3) for k in MEASURED},
         "target_entries_per_second": TARGET,
-        "target_met": {k: rate[k] >= TARGET for k in ("cli", "core")},
+        "target_met": {k: rate[k] >= TARGET for k in MEASURED},
     }
 
 

@@ -110,10 +110,11 @@ class Context:
         return BulkStore(self._store)
 
     async def verify_chains(
-        self, progress: Callable[[int, int], None] | None = None
+        self, progress: Callable[[int, int], None] | None = None, jobs: int | None = None
     ) -> VerifyReport:
-        """Recompute every trace chain (docs/traces.md)."""
-        return await verify_store(self._store.engine, progress)
+        """Recompute every trace chain (docs/traces.md), with ``jobs`` processes on PostgreSQL
+        (None: one per core when the table is large)."""
+        return await verify_store(self._store.engine, progress, jobs)
 
     async def settle(self, staged: StagedBlob, *, keep: bool) -> None:
         """Content written before the write that names it: kept or removed."""

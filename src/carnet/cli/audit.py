@@ -46,7 +46,7 @@ def _where(settings: Settings) -> str:
 OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="carnet-audit-verify", issuer="carnet")
 
 
-async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
+async def _run(settings: Settings, show_progress: bool, jobs: int | None) -> VerifyReport:
     core = await Core.start(settings, run_migrations=False)
     try:
         with Progress(
@@ -60,7 +60,8 @@ async def _run(settings: Settings, show_progress: bool) -> VerifyReport:
         ) as bar:
             task = bar.add_task("verify", total=None)
             return await core.scope(OPERATOR).traces.verify(
-                progress=lambda done, total: bar.update(task, completed=done, total=total)
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                jobs=jobs,
             )
     finally:
         await core.close()
@@ -79,6 +80,15 @@ def verify(
             help="Show a progress bar (default: when stderr is a terminal).",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=0,
+            help="Processes checking the chains on PostgreSQL (0: one per core, at most 4, "
+            "when there are more than 500,000 events).",
+        ),
+    ] = 0,
 ) -> None:
     """Recompute every trace chain; list edited, removed or inserted events; exit 1 if any."""
     try:
@@ -91,7 +101,7 @@ def verify(
             raise _fail(f"no database at {path} (set CARNET_DATA_DIR or CARNET_DATABASE_URL)")
     show = err.is_terminal if progress is None else progress
     try:
-        report = asyncio.run(_run(settings, show))
+        report = asyncio.run(_run(settings, show, jobs or None))
     except CoreError as exc:
         raise _fail(exc.message) from None
     except OSError as exc:

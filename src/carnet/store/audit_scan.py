@@ -20,6 +20,7 @@ tests/unit/test_audit_verify_fast.py checks that these bytes are the write path'
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from carnet.domain.audit_verify import ChainProblem, ChainWalker, RawEvent, VerifyReport
 from carnet.domain.errors import ConfigurationError
 from carnet.domain.traces import FORMAT, HASHED_FIELDS, canonical
+from carnet.store.audit_split import jobs_for, verify_split
 from carnet.store.tables import audit_events
 from carnet.store.trace_chain import event_from_row
 
@@ -82,10 +84,13 @@ async def estimate_events(engine: AsyncEngine) -> int | None:
     return int(value) if value is not None and value > 0 else None
 
 
-async def verify_all(engine: AsyncEngine, *, progress: Progress | None = None) -> VerifyReport:
-    """Check every chain; ``progress(n)`` is called after each batch of ``n`` events."""
+async def verify_all(
+    engine: AsyncEngine, *, progress: Progress | None = None, jobs: int | None = None
+) -> VerifyReport:
+    """Check every chain; ``progress(n)`` is called after each batch of ``n`` events; ``jobs``:
+    processes on PostgreSQL (None: one per core for a large table)."""
     if engine.dialect.name == "postgresql":
-        return await verify_pg(engine, progress=progress)
+        return await verify_pg(engine, progress=progress, jobs=jobs)
     path = _sqlite_file(engine)
     if path is not None:
         return await asyncio.to_thread(verify_sqlite_file, path, progress)
@@ -110,7 +115,35 @@ async def verify_rows(engine: AsyncEngine, *, progress: Progress | None = None) 
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------
-async def verify_pg(engine: AsyncEngine, *, progress: Progress | None = None) -> VerifyReport:
+async def verify_pg(
+    engine: AsyncEngine, *, progress: Progress | None = None, jobs: int | None = None
+) -> VerifyReport:
+    """Every chain; with ``jobs`` > 1 (by default: one per core when the table is large), split
+    over as many processes (store/audit_split.py)."""
+    estimate = await estimate_events(engine)
+    n = jobs_for(estimate, os.cpu_count() or 1, jobs)
+    if n > 1:
+
+        async def own(query: str, step: Progress) -> VerifyReport:
+            return await _verify_engine(engine, query, step)
+
+        report = await verify_split(engine, PG_QUERY, n, own, progress)
+        if report is not None:
+            return report
+    return await _verify_engine(engine, PG_QUERY, progress)
+
+
+async def _verify_engine(
+    engine: AsyncEngine, query: str, progress: Progress | None
+) -> VerifyReport:
+    async with engine.connect() as conn:
+        driver: Any = (await conn.get_raw_connection()).driver_connection
+        return await verify_copy(driver, query, progress=progress)
+
+
+async def verify_copy(driver: Any, query: str, *, progress: Progress | None = None) -> VerifyReport:
+    """The chains ``query`` (:data:`PG_QUERY`, or a range of it) returns, read by ``COPY`` on
+    an asyncpg connection."""
     walker = ChainWalker()
     tail = b""
     failed: BaseException | None = None
@@ -133,9 +166,7 @@ async def verify_pg(engine: AsyncEngine, *, progress: Progress | None = None) ->
         except Exception as exc:  # raised below, once the COPY is over
             failed = exc
 
-    async with engine.connect() as conn:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        await driver.copy_from_query(PG_QUERY, output=sink)
+    await driver.copy_from_query(query, output=sink)
     if failed is not None:
         raise failed
     if tail:
@@ -240,7 +271,9 @@ async def verify_chains(engine: AsyncEngine) -> list[ChainProblem]:
 
 
 async def verify_store(
-    engine: AsyncEngine, progress: Callable[[int, int], None] | None = None
+    engine: AsyncEngine,
+    progress: Callable[[int, int], None] | None = None,
+    jobs: int | None = None,
 ) -> VerifyReport:
     """``carnet audit verify``: ``progress(done, total)`` as it goes (``total`` an estimate on
     PostgreSQL until the end); a store that cannot be read is a :class:`ConfigurationError`
@@ -255,7 +288,7 @@ async def verify_store(
             if progress is not None:
                 progress(done, max(total or 0, done))
 
-        report = await verify_all(engine, progress=step)
+        report = await verify_all(engine, progress=step, jobs=jobs)
         if progress is not None:
             progress(report.events, report.events)
         return report

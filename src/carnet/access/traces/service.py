@@ -273,12 +273,15 @@ class TraceService:
             )
 
     # -- verification (the operator) -----------------------------------------------------------
-    async def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    async def verify(
+        self, progress: Callable[[int, int], None] | None = None, jobs: int | None = None
+    ) -> VerifyReport:
         """``carnet audit verify``: recompute every chain (the operator only);
-        ``progress(done, total)`` as it goes."""
+        ``progress(done, total)`` as it goes; ``jobs`` processes on PostgreSQL (None: one per
+        core when the table is large)."""
 
         decision = self.guard.allows(Action.AUDIT_VERIFY, None)
-        report = await self.ctx.verify_chains(progress) if decision else None
+        report = await self.ctx.verify_chains(progress, jobs) if decision else None
 
         async def trace(unit: Unit) -> None:
             detail = None
