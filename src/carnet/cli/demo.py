@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from carnet.demo.population import Population
 from carnet.domain import errors
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.errors import CoreError
@@ -49,7 +48,7 @@ async def generate(
 ) -> tuple[int, int, int]:
     """Generate and import; (records, documents, traces) written. ``jobs`` processes import
     (each every ``jobs``-th batch: this one, and ``jobs - 1`` others)."""
-    from carnet.demo.population import CSV_HEADER, patient_rows, professional_rows
+    from carnet.demo.population import CSV_HEADER, Population, patient_rows, professional_rows
 
     population = Population(patients, documents, seed=seed)
     fh = identities.open("w", newline="", encoding="utf-8") if identities else None
@@ -105,6 +104,7 @@ async def import_part(
     once: one is prepared (generated, validated, sealed, encrypted: Python) while others are
     written (COPY: PostgreSQL)."""
     from carnet.access.core import Core
+    from carnet.demo.population import Population  # fpdf: only when generating
 
     population = Population(patients, documents, seed=seed)
     counts = population.counts()
