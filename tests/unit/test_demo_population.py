@@ -144,3 +144,34 @@ async def test_the_import_refuses_invalid_data(core: object) -> None:
         mp.setattr(BulkStore, "existing_ins", nobody)
         with pytest.raises(Conflict, match="meanwhile"):
             await core.scope(OPERATOR).imports.load(records)
+
+
+async def test_the_import_keeps_postgresql_statistics_up_to_date(core: object) -> None:
+    """Statistics follow the tables an import fills (autovacuum may be off or behind): without
+    them the INS lookup of every batch read every record."""
+    from sqlalchemy import text
+
+    from carnet.access.core import Core
+    from carnet.cli.demo import OPERATOR
+    from carnet.store import bulk
+    from carnet.store.db import create_engine
+
+    assert isinstance(core, Core)
+    if not core.settings.is_postgresql:
+        pytest.skip("PostgreSQL's planner statistics")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bulk, "ANALYZE_MIN_RECORDS", 4)
+        mp.setattr(bulk, "_GROWTH", {})
+        for _, records in Population(12, 30, seed=11).batches(4):
+            await core.scope(OPERATOR).imports.load(records)
+    engine = create_engine(core.settings)
+    try:
+        async with engine.connect() as conn:
+            reltuples = (
+                await conn.execute(
+                    text("SELECT reltuples FROM pg_class WHERE oid = 'records'::regclass")
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert reltuples >= 8  # analysed after 4 records, then after 4 more (as many as it held)
