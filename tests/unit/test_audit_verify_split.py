@@ -29,7 +29,9 @@ def test_ranges_cover_every_record_id() -> None:
     assert ranges_of(["f", "p"]) == [(None, "f"), ("f", "p"), ("p", None)]
     assert range_query(PG_QUERY, (None, None)) == PG_QUERY
     query = range_query(PG_QUERY, ("a'b", "c"))
-    assert "WHERE record_id >= 'a''b' AND record_id < 'c' ORDER BY record_id, seq" in query
+    assert (
+        "WHERE record_id >= 'a''b' AND record_id < 'c' ORDER BY record_id, seq, event_id" in query
+    )
     with pytest.raises(ValueError):
         literal("a\x00b")
 

@@ -50,13 +50,13 @@ PG_QUERY = (
     "SELECT prev_hash, hash, seq, record_id, event_id, "
     "to_char(recorded_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
     "actor_kind, actor_id, profession, structure, mode, reason, action, doc_id, outcome, rule, "
-    "detail FROM audit_events ORDER BY record_id, seq"
+    "detail FROM audit_events ORDER BY record_id, seq, event_id"
 )
 SQLITE_SQL = (
     "SELECT CAST(prev_hash AS BLOB), CAST(hash AS BLOB), seq, record_id, event_id, "
     "replace(recorded_at, ' ', 'T'), "
     "actor_kind, actor_id, profession, structure, mode, reason, action, doc_id, outcome, rule, "
-    "detail FROM audit_events ORDER BY record_id, seq"
+    "detail FROM audit_events ORDER BY record_id, seq, event_id"
 )
 _PREFIX = b"[" + orjson.dumps(FORMAT) + b","  # b'["carnet.audit/1",'
 # bytes a JSON string must escape, but COPY's text format sends as they are (it escapes
@@ -102,7 +102,7 @@ async def verify_rows(engine: AsyncEngine, *, progress: Progress | None = None) 
     walker = ChainWalker()
     stmt = (
         select(audit_events)
-        .order_by(audit_events.c.record_id, audit_events.c.seq)
+        .order_by(audit_events.c.record_id, audit_events.c.seq, audit_events.c.event_id)
         .execution_options(yield_per=BATCH)
     )
     async with engine.connect() as conn:
@@ -166,7 +166,15 @@ async def verify_copy(driver: Any, query: str, *, progress: Progress | None = No
         except Exception as exc:  # raised below, once the COPY is over
             failed = exc
 
-    await driver.copy_from_query(query, output=sink)
+    # the (record_id, seq) index gives the order (event_id only breaks the ties of a tampered
+    # table, in the same order for every path): a table filled over time holds the chains
+    # interleaved, and the planner would rather sort it all (9 M events: 29 s against 18 s)
+    await driver.execute("SET enable_sort = off")
+    try:
+        await driver.copy_from_query(query, output=sink)
+    finally:
+        if not driver.is_closed():
+            await driver.execute("RESET enable_sort")
     if failed is not None:
         raise failed
     if tail:
