@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import multiprocessing
+import os
+import queue as queues
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,48 +136,82 @@ async def import_part(
         await core.close()
 
 
-def _child(args: Args, part: int, parts: int, queue: Any) -> tuple[str, ...] | None:
-    """A process importing its part; progress and the core's refusals through ``queue``."""
+def _child(args: Args, part: int, parts: int, queue: Any, parent: int) -> None:
+    """A process importing its part; progress, then its end or the core's refusal, through
+    ``queue``. It stops when its parent is gone (killed: nobody would follow it any more)."""
 
     def report(start: int, records: int, docs: int, traces: int) -> None:
-        queue.put((start, records, docs, traces))
+        if os.getppid() != parent:
+            raise SystemExit(1)
+        queue.put(("progress", part, (start, records, docs, traces)))
 
     try:
         asyncio.run(import_part(*args, part, parts, report))
     except CoreError as exc:
-        return (type(exc).__name__, exc.message, exc.field or "")
-    return None
+        queue.put(("refused", part, (type(exc).__name__, exc.message, exc.field or "")))
+        return
+    queue.put(("done", part, None))
 
 
 async def _in_processes(args: Args, jobs: int, report: Report) -> None:
-    loop = asyncio.get_running_loop()
+    """Parts 1… in spawned processes, part 0 here. If this process stops (an error, Ctrl-C,
+    SIGTERM), so do the others, at once."""
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
-        queue = manager.Queue()
-        children = [
-            loop.run_in_executor(pool, _child, args, part, jobs, queue) for part in range(1, jobs)
-        ]
+    queue: Any = context.Queue()
+    children = [
+        context.Process(target=_child, args=(args, part, jobs, queue, os.getpid()), daemon=True)
+        for part in range(1, jobs)
+    ]
+    ended: dict[int, tuple[str, ...] | None] = {}
 
-        def drain() -> None:
-            while not queue.empty():
-                report(*queue.get())
+    def drain() -> None:
+        while True:
+            try:
+                kind, part, value = queue.get_nowait()
+            except queues.Empty:
+                return
+            if kind == "progress":
+                report(*value)
+            else:
+                ended[part] = value
 
-        async def follow() -> None:
-            while True:
-                await asyncio.sleep(0.2)
-                await asyncio.to_thread(drain)
+    async def follow() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            drain()
 
-        follower = asyncio.create_task(follow())
-        try:
-            await import_part(*args, 0, jobs, report)
-            refusals = [r for r in await asyncio.gather(*children) if r is not None]
-        finally:
-            follower.cancel()
-            await asyncio.gather(follower, return_exceptions=True)
-        drain()
-        if refusals:
-            kind, message, field = refusals[0]
-            raise getattr(errors, kind, errors.CoreError)(message, field=field or None)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    for child in children:
+        child.start()
+    follower = asyncio.create_task(follow())
+    try:
+        await import_part(*args, 0, jobs, report)
+        while len(ended) < len(children):
+            await asyncio.sleep(0.2)
+            drain()
+            if len(ended) < len(children) and any(
+                not c.is_alive() and c.exitcode for c in children
+            ):
+                drain()
+                if len(ended) < len(children):
+                    raise errors.CoreError("an importing process stopped; see its output above")
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join(timeout=10)
+        signal.signal(signal.SIGTERM, previous)
+    drain()
+    refusals = [r for r in ended.values() if r is not None]
+    if refusals:
+        kind, message, field = refusals[0]
+        raise getattr(errors, kind, errors.CoreError)(message, field=field or None)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def demo(
