@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 from carnet.access.core import Core
-from carnet.demo.loader import _patient_actor, _pro_actor, load_demo
+from carnet.demo.loader import _patient_actor, load_demo
 from carnet.demo.people import PATIENTS, PROFESSIONALS
 from carnet.domain.professionals import check_finess, check_idnatps
 from carnet.domain.search import DocumentCriteria
@@ -28,7 +28,7 @@ def test_demo_loads_once_and_follows_the_rules(tmp_path: Path) -> None:
             actor = (
                 _patient_actor(PATIENTS[0])
                 if actor_kind == "patient"
-                else _pro_actor(PROFESSIONALS[6 if actor_kind == "dentist" else 0])
+                else PROFESSIONALS[6 if actor_kind == "dentist" else 0].actor()
             )
             page = await core.scope(actor).documents.search(DocumentCriteria(count=100))
             assert page.total is not None

@@ -18,7 +18,7 @@ from rich.progress import Progress
 from carnet.access.core import Core
 from carnet.demo.documents import bundle_for, documents_for
 from carnet.demo.people import PATIENTS, PROFESSIONALS, DemoPatient, DemoProfessional
-from carnet.domain.actors import AccessMode, Actor, ActorKind
+from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.errors import Conflict
 from carnet.fhir.iti65 import build_submission
 from carnet.fhir.patient_resource import patient_input
@@ -32,20 +32,6 @@ class DemoSummary:
     records_created: int = 0
     documents_created: int = 0
     documents_total: int = 0
-
-
-def _pro_actor(p: DemoProfessional) -> Actor:
-    return Actor(
-        kind=ActorKind.PROFESSIONAL,
-        subject=f"rpps:{p.rpps}",
-        issuer="demo",
-        rpps=p.rpps,
-        profession=p.profession,
-        specialty=p.specialty,
-        structure=p.structure,
-        mode=AccessMode.NORMAL,
-        name=p.display,
-    )
 
 
 def _patient_actor(p: DemoPatient) -> Actor:
@@ -112,7 +98,7 @@ async def load_demo(settings: Settings) -> DemoSummary:
         with Progress(transient=True) as progress:
             task = progress.add_task("demo data", total=len(PATIENTS))
             for index, patient in enumerate(PATIENTS):
-                opener = core.scope(_pro_actor(gp))
+                opener = core.scope(gp.actor())
                 try:
                     await opener.records.open(
                         patient_input(_patient_resource(patient, gp), allow_test_ins=True)
@@ -121,7 +107,7 @@ async def load_demo(settings: Settings) -> DemoSummary:
                 except Conflict:
                     pass
                 for doc in documents_for(patient, pros, index):
-                    actor = _pro_actor(doc.author) if doc.author else _patient_actor(patient)
+                    actor = doc.author.actor() if doc.author else _patient_actor(patient)
                     parsed = build_submission(
                         bundle_for(patient, doc), allow_test=True, actor_id=actor.id
                     )

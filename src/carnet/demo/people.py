@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.ins import OID_NIR_TEST, make_nir
 
 
@@ -42,6 +43,19 @@ class DemoProfessional:
     @property
     def display(self) -> str:
         return f"{self.given} {self.family}"
+
+    def actor(self) -> Actor:
+        """The professional as the demo issuer's tokens name them."""
+        return Actor(
+            kind=ActorKind.PROFESSIONAL,
+            subject=f"rpps:{self.rpps}",
+            issuer="demo",
+            rpps=self.rpps,
+            profession=self.profession,
+            specialty=self.specialty,
+            structure=self.structure,
+            name=self.display,
+        )
 
 
 PATIENTS = (

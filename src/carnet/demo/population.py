@@ -25,6 +25,7 @@ from carnet.cda.level1 import Level1Meta, wrap_pdf
 from carnet.cda.level3 import Observation, Section, build_level3
 from carnet.cda.metadata import complete_from_cda
 from carnet.cda.pdf import make_pdf
+from carnet.demo.people import DemoProfessional
 from carnet.domain.actors import RPPS_OID, RPPS_SYSTEM, Actor, ActorKind
 from carnet.domain.documents import MASKED, Author, DocumentEntry
 from carnet.domain.imports import ImportedDocument, ImportedRecord
@@ -245,28 +246,7 @@ PROFESSIONS: tuple[tuple[str, str | None, str, int], ...] = (
 CDA_SPECIALTIES = ("SM54", "SM26", "SM40", "SM44", "SM03")  # those cda/level1 can name
 
 
-@dataclass(frozen=True, slots=True)
-class Professional:
-    rpps: str  # IdNatPS: 8 + RPPS
-    family: str
-    given: str
-    profession: str
-    specialty: str | None
-    label: str
-    structure: str  # FINESS
-    structure_name: str
-
-    def actor(self) -> Actor:
-        return Actor(
-            kind=ActorKind.PROFESSIONAL,
-            subject=f"rpps:{self.rpps}",
-            issuer="demo",
-            rpps=self.rpps,
-            profession=self.profession,
-            specialty=self.specialty,
-            structure=self.structure,
-            name=f"{self.given} {self.family}",
-        )
+Professional = DemoProfessional  # the demo cast's kind, generated
 
 
 def professionals(seed: int, count: int) -> list[Professional]:
