@@ -37,7 +37,10 @@ alone closes, reopens and destroys the record. A professional may record the pat
 to their own or another professional's access (TD0.3), never a block, and never lift one.
 
 Traces: the patient and their representatives read every trace of the record, the médecin
-traitant too (unless blocked), any other professional only their own. The operator verifies the
+traitant too (unless blocked), any other professional only their own; everyone reads their own
+refusals wherever they were traced (shown as refusals of something missing, by
+:mod:`carnet.domain.trace_view`, which also leaves out of every trace what the reader may not
+read). The operator verifies the
 chains and purges records closed for ten years (R1111-48); nobody else does either.
 """
 
@@ -127,6 +130,7 @@ class EventFacts:
     """A trace, as its reader relates to it."""
 
     own: bool  # the reader is the trace's actor
+    refusal: bool = False  # it traces a refusal of the reader's (shown as of something missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,10 @@ def decide(
         return _operator(action, record)
     if action in _OPERATOR_ONLY:
         return _deny("operator-only", "only the operator does this")
+    if action is Action.AUDIT_READ and event is not None and event.own and event.refusal:
+        # one's own refusals, wherever they are traced, shown as of something missing
+        # (carnet.domain.trace_view): a refusal must read as a missing resource does
+        return _allow("own-refusals", "one's own refusals, without what was refused")
     if action is Action.AUDIT_READ and record is None:
         # traces tied to no record (record_id ""): each person reads their own
         if actor.kind in (ActorKind.PATIENT, ActorKind.PROFESSIONAL) and (

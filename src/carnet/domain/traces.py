@@ -48,6 +48,8 @@ HASHED_FIELDS = (
 )
 ALLOW = "allow"
 DENY = "deny"
+# what a row of audit_events holds: the hashed fields and the chain values
+STORED_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,10 @@ class StoredEvent:
     detail: str | None
     prev_hash: str
     hash: str
+    # as shown to one reader (carnet.domain.trace_view): parts left out, chain values included
+    partial: bool = False
+    # a document it is about is hidden from the reader for now (neither named nor counted)
+    hidden: bool = False
 
     def fields(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in StoredEvent.__slots__}

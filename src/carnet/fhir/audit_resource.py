@@ -10,7 +10,10 @@
 - ``source``: carnet; ``entity``: the Patient (the record) and the DocumentReference when there
   is one; ``entity.detail`` carries the rule that decided and the detail text.
 - extension ``dmp-audit-chain``: ``seq``, ``prevHash``, ``hash``, so that a reader can check the
-  chain of their record.
+  chain of their record; left out of a trace shown in part (carnet.domain.trace_view) and of
+  traces tied to no record.
+- a trace about a document hidden from the reader for now names no document: its entity says
+  only that (``what.display``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import orjson
 from carnet.domain.actors import RPPS_SYSTEM
 from carnet.domain.clock import iso
 from carnet.domain.ins import Ins
+from carnet.domain.trace_view import REFUSED
 from carnet.domain.traces import StoredEvent
 
 ACTION_SYSTEM = "https://carnet.health/fhir/CodeSystem/dmp-action"
@@ -78,6 +82,7 @@ ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 
 _OUTCOMES = {"allow": "0", "deny": "4"}
+HIDDEN_DOCUMENT = "a document hidden from you for now"
 
 
 def _agent(ev: StoredEvent, record_ins: Ins | None) -> dict[str, Any]:
@@ -148,6 +153,15 @@ def _entities(ev: StoredEvent) -> list[dict[str, Any]]:
                 "role": {"system": OBJECT_ROLE, "code": "3", "display": "Report"},
             }
         )
+    elif ev.hidden:  # about a document the reader may not read now: neither named nor counted
+        entities.append(
+            {
+                "what": {"display": HIDDEN_DOCUMENT},
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "3", "display": "Report"},
+                "description": HIDDEN_DOCUMENT,
+            }
+        )
     details = _details(ev)
     if details:
         if entities:
@@ -165,7 +179,9 @@ def render_audit_event(ev: StoredEvent, record_ins: Ins | None = None) -> dict[s
         "resourceType": "AuditEvent",
         "id": ev.event_id,
         "meta": {"lastUpdated": iso(ev.recorded_at)},
-        "extension": [
+    }
+    if not ev.partial and on_record:  # a trace shown in part, or tied to no record: no chain
+        body["extension"] = [
             {
                 "url": CHAIN_EXT,
                 "extension": [
@@ -174,7 +190,8 @@ def render_audit_event(ev: StoredEvent, record_ins: Ins | None = None) -> dict[s
                     {"url": "hash", "valueString": ev.hash},
                 ],
             }
-        ],
+        ]
+    body |= {
         "type": {"system": DCM, "code": "110110", "display": "Patient Record"}
         if on_record
         else {"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation"},
@@ -183,7 +200,9 @@ def render_audit_event(ev: StoredEvent, record_ins: Ins | None = None) -> dict[s
         "recorded": iso(ev.recorded_at),
         "outcome": _OUTCOMES.get(ev.outcome, "8"),
     }
-    if ev.outcome != "allow" and ev.rule:
+    if ev.outcome != "allow" and ev.rule == REFUSED:
+        body["outcomeDesc"] = "refused, or no such resource"
+    elif ev.outcome != "allow" and ev.rule:
         body["outcomeDesc"] = f"denied by rule {ev.rule}"
     body["agent"] = [_agent(ev, record_ins)]
     body["source"] = {

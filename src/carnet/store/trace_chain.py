@@ -25,7 +25,15 @@ from sqlalchemy import Row, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from carnet.domain.traces import GENESIS, ChainedEvent, Head, StoredEvent, TraceEvent, extend
+from carnet.domain.traces import (
+    GENESIS,
+    STORED_FIELDS,
+    ChainedEvent,
+    Head,
+    StoredEvent,
+    TraceEvent,
+    extend,
+)
 from carnet.store.batch import Insert, Op, Update, Write, WriteConflict, execute_sql
 from carnet.store.sqlite import write_lock
 from carnet.store.tables import audit_events, audit_heads, outbox
@@ -36,7 +44,7 @@ OUTBOX_COLUMNS = tuple(c.name for c in outbox.columns)
 
 def event_from_row(row: Row[Any]) -> StoredEvent:
     m = row._mapping
-    return StoredEvent(**{f: m[f] for f in StoredEvent.__slots__})
+    return StoredEvent(**{f: m[f] for f in STORED_FIELDS})
 
 
 async def read_heads(conn: AsyncConnection, record_ids: Iterable[str]) -> dict[str, Head]:

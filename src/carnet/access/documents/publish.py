@@ -39,6 +39,7 @@ from carnet.access.facts import LoadedRecord
 from carnet.access.policy import Decision, DocumentFacts, UploadFacts
 from carnet.access.unit_of_work import Unit
 from carnet.cda.metadata import complete_from_cda
+from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.actors import ActorKind
 from carnet.domain.clock import new_id
@@ -209,7 +210,7 @@ class Publisher:
                 decisions[index],
                 record_id=rid,
                 doc_id=doc_id,
-                detail=f"replaces {replaces}" if replaces else None,
+                detail=details.replaces(replaces) if replaces else None,
             )
             for row in new_document_notices(
                 self.actor,
@@ -353,7 +354,11 @@ class Publisher:
             ),
         )
         self.guard.trace(
-            unit, Action.BINARY_ATTACH, decision, record_id=loaded.record_id, detail=binary_id
+            unit,
+            Action.BINARY_ATTACH,
+            decision,
+            record_id=loaded.record_id,
+            detail=details.binary(binary_id),
         )
         if found is None or not decision:
             raise Rejected(

@@ -28,6 +28,7 @@ from carnet.access.facts import LoadedRecord
 from carnet.access.guard import NOT_FOUND
 from carnet.access.policy import Decision, UploadFacts
 from carnet.access.unit_of_work import Unit
+from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.actors import ActorKind
 from carnet.domain.content import ContentInfo
@@ -49,7 +50,15 @@ class Reader:
         """The document and its record, if the actor may read it (traced); else NotFound, or
         Gone to whoever could read it before it was deleted."""
         row = await by_id(unit, doc_id)
-        if row is None:
+        if row is None:  # traced as a refused read is, so that both look alike to the reader
+            self.guard.trace(
+                unit,
+                Action.DOCUMENT_READ,
+                self.guard.allows(Action.DOCUMENT_READ, None),
+                record_id=None,
+                doc_id=doc_id,
+                detail=detail,
+            )
             raise NotFound(NOT_FOUND)
         loaded = await self.ctx.facts.load(unit, row.record_id)
         facts = loaded.facts if loaded else None
@@ -153,7 +162,14 @@ class Reader:
             else:
                 docs = await by_binary(unit, rid, binary_id)
             uploaded = await binary(unit, rid, binary_id) if not docs else None
-            if not docs and uploaded is None:
+            if not docs and uploaded is None:  # traced as a refused read is
+                self.guard.trace(
+                    unit,
+                    Action.DOCUMENT_READ,
+                    self.guard.allows(Action.DOCUMENT_READ, None),
+                    record_id=None,
+                    detail=details.content(binary_id),
+                )
                 raise NotFound(NOT_FOUND)
             loaded = await self.ctx.facts.load(unit, rid)
             return await self._content(unit, binary_id, loaded, docs, uploaded, False)
@@ -192,8 +208,8 @@ class Reader:
             Action.DOCUMENT_READ,
             decision,
             record_id=rid if loaded else None,
-            doc_id=allowed.doc_id if allowed else None,
-            detail=f"content Binary/{binary_id}",
+            doc_id=allowed.doc_id if allowed else (docs[0].doc_id if docs else None),
+            detail=details.content(binary_id),
         )
         if not decision or loaded is None:
             raise NotFound(NOT_FOUND)

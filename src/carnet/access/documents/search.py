@@ -33,6 +33,7 @@ from carnet.access.facts import LoadedRecord, pg_facts_sql
 from carnet.access.policy import Decision
 from carnet.access.records.repository import open_record
 from carnet.access.unit_of_work import Unit
+from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.actors import AccessMode, ActorKind
 from carnet.domain.documents import DocumentPage, DocumentStatus, StoredSubmissionSet
@@ -332,7 +333,7 @@ class Searcher:
                 Action.DOCUMENT_SEARCH,
                 decision,
                 record_id=rid,
-                detail="returned " + " ".join(returned) if decision else None,
+                detail=details.returned(returned) if decision else None,
             )
             if returned and self.actor.kind is ActorKind.PROFESSIONAL:
                 one = scan.loaded[rid]
@@ -441,7 +442,7 @@ class Searcher:
                     Action.LIST_SEARCH,
                     decision,
                     record_id=rid,
-                    detail="returned " + " ".join(returned) if decision else None,
+                    detail=details.returned(returned) if decision else None,
                 )
             nxt = None
             if start + criteria.count < len(shown) and page:

@@ -10,6 +10,7 @@ from carnet.access.context import Context
 from carnet.access.documents.repository import contents_of
 from carnet.access.guard import NOT_FOUND
 from carnet.access.unit_of_work import Unit
+from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.clock import new_id
 from carnet.domain.errors import NotFound, Refused, TooLarge
@@ -64,7 +65,7 @@ class Uploader:
                 Action.BINARY_CREATE,
                 loaded.facts if loaded else None,
                 record_id=record_id,
-                detail=f"Binary/{binary_id} {staged.info.size} bytes",
+                detail=details.binary(binary_id, staged.info.size),
                 hide=loaded is None,
             )
             assert loaded is not None
