@@ -65,6 +65,8 @@ from carnet.domain.errors import Invalid as InvalidInput
 from carnet.domain.ins import make_nir
 from carnet.domain.professionals import STRUCTURE_SYSTEM
 from carnet.domain.search import DateRange, DocumentCriteria, ListCriteria, Token
+from carnet.domain.trace_view import REFUSED, refs_of
+from carnet.domain.traces import AuditCriteria, StoredEvent
 from carnet.fhir.consent_resource import parse_consent, render_consent
 from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.docref_update import change_from
@@ -1214,6 +1216,7 @@ async def check_actor(env: Env, world: World, who: str, actor: Actor, check: Che
         )
         check.expect(totals <= {len(want)}, f"{where}: total {totals}, expected {len(want)}")
     check.decisions += len(by_id)
+    await _check_traces(env, world, who, actor, allowed, check)
     # and the Lists of every record the actor reaches
     where = f"{who}: Lists without patient"
     status, sets, named, totals = await _lists_all(scope, ListCriteria(count=4), check, where)
@@ -1228,6 +1231,74 @@ async def check_actor(env: Env, world: World, who: str, actor: Actor, check: Che
         )
         check.expect(totals <= {len(want)}, f"{where}: total {totals}, not {len(want)}")
     check.decisions += len(by_id)
+
+
+def _form(e: StoredEvent, *names: str) -> tuple[Any, ...]:
+    """A trace as its reader sees it, less its id and time, the ids in ``names`` as ``ID``."""
+    fields = e.fields()
+    fields.pop("event_id")
+    fields.pop("recorded_at")
+    text = json.dumps(fields, sort_keys=True, default=str)
+    for name in names:
+        if name:
+            text = text.replace(name, "ID")
+    return (text,)
+
+
+async def _check_traces(
+    env: Env, world: World, who: str, actor: Actor, allowed: dict[str, bool], check: Check
+) -> None:
+    """What the actor reads of the traces (their own, and those of every record named) names
+    and counts only documents they may read now; their own refusals read exactly as reads of
+    a missing id do (issue "Close every way a refused document still shows")."""
+    if actor.kind not in (ActorKind.PATIENT, ActorKind.PROFESSIONAL):
+        return
+    scope = env.scope(actor)
+    by_id = {d.doc_id: d for r in world.records for d in r.docs}
+    by_binary = {d.binary_id: d.doc_id for d in by_id.values()}
+    missing: list[str] = []
+    for rec in world.records[:1]:  # read a missing id the three ways a document is read
+        ghost = f"{rec.rid}-{secrets.token_hex(10)}"
+        missing.append(ghost)
+        for call in (
+            scope.read_document(ghost),
+            scope.document_history(ghost),
+            scope.open_content(ghost),
+        ):
+            status, _ = await _outcome(call)
+            check.expect(status == "notfound", f"{who}: read of a missing id -> {status}")
+    pages = [AuditCriteria(count=500)]
+    pages += [AuditCriteria(record_ids=[[r.rid]], count=500) for r in world.records]
+    missing_forms: set[tuple[Any, ...]] = set()
+    refused_forms: list[tuple[str, tuple[Any, ...]]] = []
+    for criteria in pages:
+        page = await scope.scope.traces.search(criteria)
+        for e in page.items:
+            where = f"{who}: trace {e.action} {e.outcome} {e.rule} {e.detail!r}"
+            check.expect("left out" not in (e.detail or ""), f"{where}: counts what was left out")
+            if e.actor_id == actor.id and e.rule == REFUSED:
+                check.expect(
+                    e.outcome == "deny" and e.record_id == "" and e.partial and not e.hash,
+                    f"{where}: a refusal shown with its record or chain",
+                )
+                named = e.doc_id or ""
+                binary = (e.detail or "").removeprefix("content Binary/")
+                if named not in by_id and binary not in by_binary:  # a missing id (any mode's)
+                    missing_forms.add(_form(e, named, binary))
+                elif e.action == "document.read":
+                    refused_forms.append((where, _form(e, named, binary)))
+                continue
+            refs = refs_of(e)
+            docs = [*refs.doc_ids, *(by_binary.get(b, b) for b in refs.binary_ids)]
+            for doc_id in docs:
+                check.expect(
+                    allowed.get(doc_id, False),
+                    f"{where}: names {by_id[doc_id].name if doc_id in by_id else doc_id}, "
+                    "which the reader may not read now",
+                )
+    if missing:
+        for where, form in refused_forms:
+            check.expect(form in missing_forms, f"{where}: differs from the trace of a missing id")
 
 
 def _show(d: Decision) -> str:
