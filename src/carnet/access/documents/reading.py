@@ -51,6 +51,8 @@ class Reader:
         Gone to whoever could read it before it was deleted."""
         row = await by_id(unit, doc_id)
         if row is None:  # traced as a refused read is, so that both look alike to the reader
+            # (and the record's facts read all the same: a refusal must not be told by its time)
+            await self.ctx.facts.load(unit, record_id_of(doc_id))
             self.guard.trace(
                 unit,
                 Action.DOCUMENT_READ,
@@ -162,7 +164,9 @@ class Reader:
             else:
                 docs = await by_binary(unit, rid, binary_id)
             uploaded = await binary(unit, rid, binary_id) if not docs else None
-            if not docs and uploaded is None:  # traced as a refused read is
+            if not docs and uploaded is None:  # traced as a refused read is (facts read too)
+                if not unit.pg:
+                    await self.ctx.facts.load(unit, rid)
                 self.guard.trace(
                     unit,
                     Action.DOCUMENT_READ,
