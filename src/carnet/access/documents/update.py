@@ -16,6 +16,7 @@ from carnet.access.documents.repository import (
     history_row,
     labels_text,
     open_document,
+    record_id_of,
 )
 from carnet.access.guard import NOT_FOUND
 from carnet.access.unit_of_work import Unit
@@ -46,9 +47,16 @@ class Updater:
     ) -> StoredDocument:
         async def operation(unit: Unit) -> StoredDocument:
             row = await by_id(unit, doc_id)
-            if row is None:
+            loaded = await self.ctx.facts.load(unit, row.record_id if row else record_id_of(doc_id))
+            if row is None:  # traced as a refusal is: the two look alike to the caller
+                self.guard.trace(
+                    unit,
+                    Action.DOCUMENT_UPDATE,
+                    self.guard.allows(Action.DOCUMENT_READ, None),
+                    record_id=None,
+                    doc_id=doc_id,
+                )
                 raise NotFound(NOT_FOUND)
-            loaded = await self.ctx.facts.load(unit, row.record_id)
             facts = loaded.facts if loaded else None
             self.guard.require_visible(
                 unit, Action.DOCUMENT_UPDATE, Action.DOCUMENT_READ, facts, row.facts
