@@ -11,6 +11,7 @@ for something of the same shape that does not exist, and compares the two answer
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import FHIR_JSON, Person, Rules, consent_resource
+from tests.factories import FHIR_JSON, TEST_OID, Person, Rules, consent_resource, random_nir
 
 HEADERS = ("content-type", "etag", "location", "last-modified", "content-location")
 
@@ -80,7 +81,7 @@ def same_traces(s: Stage, person: Person, real: str, ghost: str) -> None:
 
 
 def answer(r: httpx.Response, *ids: str) -> tuple[int, dict[str, str], str]:
-    text = r.text
+    text = re.sub(r'"lastUpdated":"[^"]*"', '"lastUpdated":"T"', r.text)  # when it answered
     for ident in ids:
         text = text.replace(ident, "ID")
     headers = {h: r.headers[h].replace(ids[0], "ID") for h in HEADERS if h in r.headers}
@@ -209,3 +210,38 @@ def test_another_persons_consent_answers_as_a_missing_one(
     assert refused.status_code in (400, 403, 404, 422), refused.text
     assert answer(refused, s.consent_id) == answer(missing, ghost)
     same_traces(s, other, s.consent_id, ghost)
+
+
+@pytest.mark.parametrize("resource", ["DocumentReference", "List"])
+@pytest.mark.parametrize("by", ["patient", "patient.identifier"])
+@pytest.mark.parametrize("attacker", ["patient", "blocked professional"])
+def test_a_refused_search_answers_and_is_traced_as_one_of_a_missing_patient(
+    rules: Rules, stage: Stage, resource: str, by: str, attacker: str
+) -> None:
+    s = stage
+    # who is refused: another person (a record's existence is not theirs to know), or a
+    # professional the patient blocked (an unauthorised one is allowed the search: it finds what
+    # they authored, and a record's existence is told to professionals anyway, TD0.2)
+    if attacker == "patient":
+        stranger = rules.patient()
+    else:
+        stranger = rules.pro()
+        r = rules.consent(s.patient, s.pid, rpps=stranger.rpps, decision="deny")
+        assert r.status_code == 201, r.text
+    if by == "patient":
+        real, ghost = s.pid, secrets.token_hex(16)
+    else:
+        real, ghost = s.ins, random_nir()
+
+    def value(ident: str) -> str:
+        return ident if by == "patient" else f"urn:oid:{TEST_OID}|{ident}"
+
+    refused = rules.http.get(
+        f"/fhir/{resource}", params={by: value(real)}, headers=stranger.headers
+    )
+    missing = rules.http.get(
+        f"/fhir/{resource}", params={by: value(ghost)}, headers=stranger.headers
+    )
+    assert refused.status_code == 200 and refused.json()["total"] == 0, refused.text
+    assert answer(refused, real) == answer(missing, ghost)
+    same_traces(s, stranger, real, ghost)

@@ -220,6 +220,7 @@ class Searcher:
             limit,
         )
         if loaded is None:
+            self._trace_missing(unit, Action.DOCUMENT_SEARCH, scan, [])
             return DocumentPage([], 0, None, [])
         rid = loaded.record_id
         scan.loaded[rid] = loaded
@@ -323,10 +324,12 @@ class Searcher:
         """One ``document.search`` per record looked into: every record named, and the records
         a search naming none returned documents of."""
         traced = sorted(named if named is not None else scan.returned)
+        if named is not None:
+            self._trace_missing(unit, Action.DOCUMENT_SEARCH, scan, named)
         for rid in traced:
             decision = scan.decisions.get(rid)
             if decision is None:
-                continue  # no such record: nothing to trace it on
+                continue  # no such record: traced above, on the chain of no record
             returned = scan.returned.get(rid, [])
             self.guard.trace(
                 unit,
@@ -346,6 +349,13 @@ class Searcher:
                     one.record.treating_physician,
                 ):
                     unit.notice(row)
+
+    def _trace_missing(self, unit: Unit, action: Action, scan: _Scan, named: list[str]) -> None:
+        """A search naming a record that does not exist (or an INS no record has) is traced as
+        a refused one is, on the chain of no record: to its actor the two look alike."""
+        missing = [rid for rid in named if rid not in scan.decisions] or ([] if named else [""])
+        for _ in missing:
+            self.guard.trace(unit, action, self.guard.allows(action, None), record_id=None)
 
     # -- ITI-66 ---------------------------------------------------------------------------------
     async def lists(
@@ -432,10 +442,12 @@ class Searcher:
                     )
             # one decision per record looked into: each named, or each returned from
             traced = named if named is not None else sorted({r.record_id for r in page})
+            if named is not None:
+                self._trace_missing(unit, Action.LIST_SEARCH, scan, named)
             for rid in traced:
                 decision = scan.decisions.get(rid)
                 if decision is None:
-                    continue  # no such record: nothing to trace it on
+                    continue  # no such record: traced above, on the chain of no record
                 returned = [x.set_id for x in page if x.record_id == rid]
                 self.guard.trace(
                     unit,
