@@ -170,7 +170,7 @@ def search_conditions(actor: Actor, criteria: RecordCriteria) -> list[ColumnElem
         if not named:  # a patient naming a record has it decided (and the refusal traced)
             conds.append(records.c.ins_value == (actor.ins or ""))
     elif actor.kind is ActorKind.PROFESSIONAL:
-        if not exact_ins:
+        if not named:
             names = [v for v in (actor.rpps, actor.structure) if v]
             conds.append(
                 or_(
