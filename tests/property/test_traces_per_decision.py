@@ -32,16 +32,30 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from carnet.access.core import Core
+from carnet.access.documents.search import Searcher
 from carnet.access.guard import Guard
+from carnet.access.traces.service import TraceService
 from carnet.domain.actors import RPPS_SYSTEM, AccessMode, Actor, ActorKind
 from carnet.domain.consents import ConsentActorKind, ConsentDecision, ConsentInput
 from carnet.domain.content import InlineContent, UploadedContent
-from carnet.domain.documents import DocumentChange, DocumentStatus, NewDocument, Submission
-from carnet.domain.errors import CoreError
+from carnet.domain.documents import (
+    DocumentChange,
+    DocumentPage,
+    DocumentStatus,
+    NewDocument,
+    Submission,
+)
+from carnet.domain.errors import CoreError, Invalid, Reason
 from carnet.domain.ins import Ins
-from carnet.domain.records import EmergencyChoices, PatientRef, RecordCriteria, RecordState
+from carnet.domain.records import (
+    EmergencyChoices,
+    EmergencyPurpose,
+    PatientRef,
+    RecordCriteria,
+    RecordState,
+)
 from carnet.domain.representatives import RepresentativeInput
-from carnet.domain.search import DocumentCriteria, ListCriteria
+from carnet.domain.search import DocumentCriteria, ListCriteria, Token
 from carnet.domain.traces import AuditCriteria
 from carnet.fhir.docref_resource import entry_from_docref
 from carnet.fhir.patient_resource import patient_input
@@ -296,6 +310,37 @@ async def _chunks() -> Any:
 # -- the operations ----------------------------------------------------------------------------
 
 
+async def _failing_late(op: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a search that fails right after it decided on the records it names (a client's
+    mistake found late, the store failing): its decisions must stay traced."""
+
+    def late(real: Callable[..., Any]) -> Callable[..., Any]:
+        async def failing(*args: Any, **kw: Any) -> Any:
+            await real(*args, **kw)
+            raise Invalid("failed after deciding", reason=Reason.MALFORMED)
+
+        return failing
+
+    async def no_fast_path(*_a: Any, **_k: Any) -> None:
+        return None
+
+    real_scope = TraceService._scope
+
+    def failing_scope(self: TraceService, *a: Any, **k: Any) -> Any:
+        real_scope(self, *a, **k)
+        raise Invalid("failed after deciding", reason=Reason.MALFORMED)
+
+    saved = (Searcher._one_patient_pg, Searcher._decide_records)
+    Searcher._one_patient_pg = no_fast_path  # type: ignore[assignment,method-assign]
+    Searcher._decide_records = late(Searcher._decide_records)  # type: ignore[method-assign]
+    TraceService._scope = failing_scope  # type: ignore[method-assign]
+    try:
+        return await op()
+    finally:
+        Searcher._one_patient_pg, Searcher._decide_records = saved  # type: ignore[method-assign]
+        TraceService._scope = real_scope  # type: ignore[method-assign]
+
+
 def operations(w: World) -> list[tuple[str, Callable[[Any], Awaitable[Any]]]]:
     """Every operation of the core, with arguments that make sense in world ``w``."""
     doc = w.doc_ids[0]
@@ -352,6 +397,13 @@ def operations(w: World) -> list[tuple[str, Callable[[Any], Awaitable[Any]]]]:
             )
         )
 
+    async def emergency_put(scope: Any) -> Any:
+        return await scope.consents.update(
+            f"{w.rid}-btg",
+            ConsentInput(ref, ConsentDecision.DENY, purpose=EmergencyPurpose.BRIS_DE_GLACE),
+        )
+
+    by_ins = [(f"urn:oid:{TEST_OID}", w.ins)]
     return [
         ("record.read", lambda s: s.records.read(w.rid)),
         ("record.history", lambda s: s.records.history(w.rid)),
@@ -361,6 +413,13 @@ def operations(w: World) -> list[tuple[str, Callable[[Any], Awaitable[Any]]]]:
                 RecordCriteria(identifiers=[(f"urn:oid:{TEST_OID}", w.ins)])
             ),
         ),
+        # identity traits, on every record the actor is related to (issue 7)
+        ("record.search traits", lambda s: s.records.search(RecordCriteria(family=["DURAND"]))),
+        (
+            "record.search INS and traits",
+            lambda s: s.records.search(RecordCriteria(identifiers=by_ins, birthdate=[])),
+        ),
+        ("record.search id", lambda s: s.records.search(RecordCriteria(ids=[w.rid]))),
         ("record.update", update_record),
         ("document.read", lambda s: s.documents.read(doc)),
         ("document.history", lambda s: s.documents.history(doc)),
@@ -368,6 +427,28 @@ def operations(w: World) -> list[tuple[str, Callable[[Any], Awaitable[Any]]]]:
         ("binary.content", lambda s: s.documents.content(w.binary_id)),
         ("document.search", lambda s: s.documents.search(DocumentCriteria(record_ids=[[w.rid]]))),
         ("list.search", lambda s: s.documents.lists(ListCriteria(record_ids=[[w.rid]]))),
+        (
+            "list.search empty",  # a code no submission set has (issue 7)
+            lambda s: s.documents.lists(
+                ListCriteria(record_ids=[[w.rid]], code=[[Token(None, "folder")]])
+            ),
+        ),
+        ("document.search unnamed", lambda s: s.documents.search(DocumentCriteria())),
+        ("list.search unnamed", lambda s: s.documents.lists(ListCriteria())),
+        (
+            "document.search failing",
+            lambda s: _failing_late(
+                lambda: s.documents.search(DocumentCriteria(record_ids=[[w.rid]]))
+            ),
+        ),
+        (
+            "list.search failing",
+            lambda s: _failing_late(lambda: s.documents.lists(ListCriteria(record_ids=[[w.rid]]))),
+        ),
+        (
+            "traces.search failing",
+            lambda s: _failing_late(lambda: s.traces.search(AuditCriteria(record_ids=[[w.rid]]))),
+        ),
         ("document.publish", publish),
         ("document.replace", replace_doc),
         ("binary.attach", attach),
@@ -377,7 +458,12 @@ def operations(w: World) -> list[tuple[str, Callable[[Any], Awaitable[Any]]]]:
         ("consent.authorise", authorise),
         ("consent.block", block),
         ("consent.revoke", lambda s: s.consents.revoke(w.consent_id or f"{w.rid}-none")),
+        ("consent.emergency PUT", emergency_put),
         ("representative.list", lambda s: s.representatives.list(w.rid)),
+        (
+            "representative.remove",
+            lambda s: s.representatives.remove(f"{w.rid}-{w.representative.ins}"),
+        ),
         ("traces.search", lambda s: s.traces.search(AuditCriteria(record_ids=[[w.rid]]))),
         ("traces.own", lambda s: s.traces.search(AuditCriteria())),
         ("traces.verify", lambda s: s.traces.verify()),
@@ -402,6 +488,50 @@ def actors(w: World) -> list[tuple[str, Actor]]:
         ("operator", Actor(ActorKind.OPERATOR, "operator", "test")),
         ("system", Actor(ActorKind.SYSTEM, "system", "test")),
     ]
+
+
+def _returned(name: str, result: Any) -> bool:
+    """Whether an operation returned data (a search naming no record may find nothing, and
+    then decides nothing)."""
+    if name.startswith("record.search"):
+        return False  # what a Patient search returns is checked by NAMING
+    if name.endswith("unnamed"):
+        return bool(result.items if isinstance(result, DocumentPage) else result[0])
+    return bool(result)
+
+
+# operations that name the world's record: each leaves at least one trace, for every actor
+NAMING = frozenset(
+    {
+        "record.read",
+        "record.history",
+        "record.search",
+        "record.search INS and traits",
+        "record.search id",
+        "record.update",
+        "document.read",
+        "document.history",
+        "document.content",
+        "binary.content",
+        "document.search",
+        "list.search",
+        "list.search empty",
+        "document.search failing",
+        "list.search failing",
+        "traces.search failing",
+        "binary.attach",
+        "document.mask",
+        "document.delete",
+        "consent.search",
+        "consent.authorise",
+        "consent.block",
+        "consent.revoke",
+        "consent.emergency PUT",
+        "representative.list",
+        "representative.remove",
+        "traces.search",
+    }
+)
 
 
 async def try_everything(env: Env, tally: Tally, w: World) -> list[str]:
@@ -429,12 +559,21 @@ async def try_everything(env: Env, tally: Tally, w: World) -> list[str]:
                     f"{where}: {decisions} decisions ({denials} denied), "
                     f"{stored} traces stored ({stored_denied} denied)"
                 )
-            if outcome == "ok" and decisions == 0 and name not in ("record.search",) and result:
+            if outcome == "ok" and decisions == 0 and _returned(name, result):
                 problems.append(
                     f"{where}: returned {type(result).__name__} with no decision traced"
                 )
             if outcome not in ("ok", "Invalid") and decisions and denials == 0 and stored == 0:
                 problems.append(f"{where}: failed, and nothing of its decisions was kept")
+            # a refusal is a decision: it leaves a trace (issue 7, "Refusals not traced")
+            if outcome in ("NotFound", "Refused", "Gone") and decisions == 0:
+                problems.append(f"{where}: refused with no decision traced")
+            # an operation naming the world's record decides on it, whatever it finds or fails
+            if name in NAMING and decisions == 0:
+                problems.append(f"{where}: named the record and left no trace")
+            # the opener is related to the record: a traits search always looks into it
+            if name == "record.search traits" and who == "opener" and decisions == 0:
+                problems.append(f"{where}: looked into the record and left no trace")
     return problems
 
 
@@ -458,5 +597,5 @@ def test_report(env: Env) -> None:
     print(
         f"\ntraces per decision [{env.settings.sqlalchemy_url.split(':')[0]}]: {env.tries} tries, {dict(env.outcomes)}"
     )
-    assert env.tries >= 20 * 12  # at least one world: every operation by every actor
+    assert env.tries >= 33 * 12  # at least one world: every operation by every actor
     assert env.outcomes["ok"] > 0 and sum(v for k, v in env.outcomes.items() if k != "ok") > 0

@@ -57,5 +57,9 @@ class ListCriteria:
     source_id: TokenParam = field(default_factory=list)
     set_ids: list[str] = field(default_factory=list)
     date: DateParam = field(default_factory=list)
+    # a submission set's code is always ``submissionset`` and its status ``current``: asking
+    # for another finds nothing (and is still decided and traced, like any search)
+    code: TokenParam = field(default_factory=list)
+    status: TokenParam = field(default_factory=list)
     count: int = 20
     cursor: tuple[datetime, str] | None = None

@@ -140,7 +140,15 @@ def list_conditions(c: ListCriteria) -> list[ColumnElement[bool]]:
     conds += _token(s.unique_id, None, c.identifier)
     conds += _token(s.source_id, None, c.source_id)
     conds += _dates(s.submission_time, c.date)
+    conds += _fixed(c.code, "submissionset")
+    conds += _fixed(c.status, "current")
     return conds
+
+
+def _fixed(param: TokenParam, value: str) -> list[ColumnElement[bool]]:
+    """A parameter every submission set has the same value of: a group without it matches
+    nothing."""
+    return [false() for values in param if not any(t.code == value for t in values)]
 
 
 __all__ = ["Token", "document_conditions", "list_conditions"]

@@ -56,6 +56,8 @@ class _Scan:
     loaded: dict[str, LoadedRecord] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)  # document.search, per record
     returned: dict[str, list[str]] = field(default_factory=dict)
+    named: list[str] | None = None  # the records the search names (None: it names none)
+    traced: set[str] = field(default_factory=set)  # the records whose decision is traced
 
 
 class Searcher:
@@ -147,48 +149,62 @@ class Searcher:
 
     # -- ITI-67 ---------------------------------------------------------------------------------
     async def search(self, criteria: DocumentCriteria) -> DocumentPage:
+        _check_named(criteria.record_ids, criteria.patient_identifiers)
+
         async def operation(unit: Unit) -> DocumentPage:
-            scan = _Scan()
-            if unit.pg and _one_patient(criteria):
-                fast = await self._one_patient_pg(unit, scan, criteria)
-                if fast is not None:
-                    return fast
-                scan = _Scan()
-            named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
-            conds: list[ColumnElement[bool]] = document_conditions(criteria)
-            conds.append(documents.c.status != DocumentStatus.DELETED.value)
-            if criteria.archived is not None:
-                conds.append(documents.c.archived == criteria.archived)
-            elif not (criteria.ids or criteria.identifier):
-                conds.append(documents.c.archived == False)  # noqa: E712 - SQL expression
-            if named is not None:
-                await self._decide_records(unit, scan, named)
-                allowed = [r for r, d in scan.decisions.items() if d]
-                conds.append(documents.c.record_id.in_(allowed))
-            else:
-                reach = self._reachable()
-                if reach is None:
-                    return DocumentPage([], 0, None, [])
-                conds.append(documents.c.record_id.in_(reach))
-            rows, more, exhausted = await self._page(unit, scan, conds, criteria)
-            total = len(rows)
-            if not (exhausted and criteria.cursor is None):
-                total = await self._count(unit, scan, conds)
-            items = [await open_document(unit, r) for r in rows]
-            for doc in items:
-                scan.returned.setdefault(doc.record_id, []).append(doc.doc_id)
-            self._trace(unit, scan, named)
-            included = []
-            if criteria.include_subject:
-                for rid in scan.returned:
-                    one = scan.loaded[rid]
-                    if self.guard.allows(Action.RECORD_READ, one.facts):
-                        included.append(await open_record(unit, one.record, one.sealed))
-            last = items[-1] if items else None
-            next_cursor = (last.date, last.doc_id) if more and last and last.date else None
-            return DocumentPage(items, total, next_cursor, included)
+            scans = [_Scan()]
+            try:
+                return await self._search(unit, scans, criteria)
+            except BaseException:
+                self._trace_failed(unit, scans[-1], Action.DOCUMENT_SEARCH)
+                raise
 
         return await self.ctx.read(operation)
+
+    async def _search(
+        self, unit: Unit, scans: list[_Scan], criteria: DocumentCriteria
+    ) -> DocumentPage:
+        """``scans[-1]``: what the search met so far (traced if it fails)."""
+        if unit.pg and _one_patient(criteria):
+            fast = await self._one_patient_pg(unit, scans[-1], criteria)
+            if fast is not None:
+                return fast
+            scans.append(_Scan())
+        scan = scans[-1]
+        named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
+        scan.named = named
+        conds: list[ColumnElement[bool]] = document_conditions(criteria)
+        conds.append(documents.c.status != DocumentStatus.DELETED.value)
+        if criteria.archived is not None:
+            conds.append(documents.c.archived == criteria.archived)
+        elif not (criteria.ids or criteria.identifier):
+            conds.append(documents.c.archived == False)  # noqa: E712 - SQL expression
+        if named is not None:
+            await self._decide_records(unit, scan, named)
+            allowed = [r for r, d in scan.decisions.items() if d]
+            conds.append(documents.c.record_id.in_(allowed))
+        else:
+            reach = self._reachable()
+            if reach is None:
+                return DocumentPage([], 0, None, [])
+            conds.append(documents.c.record_id.in_(reach))
+        rows, more, exhausted = await self._page(unit, scan, conds, criteria)
+        total = len(rows)
+        if not (exhausted and criteria.cursor is None):
+            total = await self._count(unit, scan, conds)
+        items = [await open_document(unit, r) for r in rows]
+        for doc in items:
+            scan.returned.setdefault(doc.record_id, []).append(doc.doc_id)
+        self._trace(unit, scan, named)
+        included = []
+        if criteria.include_subject:
+            for rid in scan.returned:
+                one = scan.loaded[rid]
+                if self.guard.allows(Action.RECORD_READ, one.facts):
+                    included.append(await open_record(unit, one.record, one.sealed))
+        last = items[-1] if items else None
+        next_cursor = (last.date, last.doc_id) if more and last and last.date else None
+        return DocumentPage(items, total, next_cursor, included)
 
     async def _one_patient_pg(
         self, unit: Unit, scan: _Scan, criteria: DocumentCriteria
@@ -223,6 +239,7 @@ class Searcher:
             self._trace_missing(unit, Action.DOCUMENT_SEARCH, scan, [])
             return DocumentPage([], 0, None, [])
         rid = loaded.record_id
+        scan.named = [rid]
         scan.loaded[rid] = loaded
         scan.decisions[rid] = decision = self.guard.allows(Action.DOCUMENT_SEARCH, loaded.facts)
         found = [DocumentRow(Prefixed(m)) for m in rows if m["d_doc_id"] is not None]
@@ -321,15 +338,19 @@ class Searcher:
         return sum(1 for r in rows if self._visible(scan, r._mapping["record_id"], r._mapping))
 
     def _trace(self, unit: Unit, scan: _Scan, named: list[str] | None) -> None:
-        """One ``document.search`` per record looked into: every record named, and the records
-        a search naming none returned documents of."""
-        traced = sorted(named if named is not None else scan.returned)
+        """One ``document.search`` per record looked into: every record named; for a search
+        naming none, the records it returned documents of and the records it was refused."""
         if named is not None:
+            traced = sorted(named)
             self._trace_missing(unit, Action.DOCUMENT_SEARCH, scan, named)
+        else:
+            refused = {rid for rid, d in scan.decisions.items() if not d}
+            traced = sorted(set(scan.returned) | refused)
         for rid in traced:
             decision = scan.decisions.get(rid)
-            if decision is None:
+            if decision is None or rid in scan.traced:
                 continue  # no such record: traced above, on the chain of no record
+            scan.traced.add(rid)
             returned = scan.returned.get(rid, [])
             self.guard.trace(
                 unit,
@@ -357,6 +378,22 @@ class Searcher:
         for _ in missing:
             self.guard.trace(unit, action, self.guard.allows(action, None), record_id=None)
 
+    def _trace_failed(self, unit: Unit, scan: _Scan, action: Action) -> None:
+        """The search failed after deciding (a client's mistake found late, the store…): the
+        decisions it took stay traced, as they would have been (every record named; for a
+        search naming none, the records refused), the allowed ones then saying ``failed: …``
+        (the unit of work). A search rejected before it named a record took no decision."""
+        if scan.named is not None:
+            met = sorted(scan.named)
+        else:
+            met = sorted(rid for rid, d in scan.decisions.items() if not d)
+        for rid in met:
+            decision = scan.decisions.get(rid)
+            if decision is None or rid in scan.traced:
+                continue
+            scan.traced.add(rid)
+            self.guard.trace(unit, action, decision, record_id=rid)
+
     # -- ITI-66 ---------------------------------------------------------------------------------
     async def lists(
         self, criteria: ListCriteria
@@ -364,104 +401,134 @@ class Searcher:
         """Submission sets, each shown with only the documents the caller may read, and not at
         all when it has none; ``total`` and paging count what is shown."""
 
+        _check_named(criteria.record_ids, criteria.patient_identifiers)
+
         async def operation(
             unit: Unit,
         ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
             scan = _Scan()
-            named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
-            conds = list_conditions(criteria)
-            s = submission_sets.c
-            if criteria.set_ids:
-                conds.append(s.set_id.in_(criteria.set_ids))
-            if named is not None:
-                await self._decide_records(unit, scan, named)
-                conds.append(s.record_id.in_([r for r, d in scan.decisions.items() if d]))
-            else:
-                reach = self._reachable()
-                if reach is None:
-                    return [], 0, None
-                conds.append(s.record_id.in_(reach))
-            sets = (
-                await unit.conn.execute(
-                    select(s.record_id, s.set_id, s.submission_time)
-                    .where(*conds)
-                    .order_by(s.submission_time.desc(), s.set_id.desc())
-                )
-            ).all()
-            await self._decide_records(unit, scan, sorted({r.record_id for r in sets}))
-            visible: dict[str, list[str]] = {}
-            if sets:
-                d = documents.c
-                doc_rows = await unit.conn.execute(
-                    select(d.submission_set_id, *FACT_COLUMNS)
-                    .where(
-                        d.record_id.in_({r.record_id for r in sets}),
-                        d.submission_set_id.in_([r.set_id for r in sets]),
-                    )
-                    .order_by(d.doc_id)
-                )
-                for m in (r._mapping for r in doc_rows):
-                    if self._visible(scan, m["record_id"], m):
-                        visible.setdefault(m["submission_set_id"], []).append(m["doc_id"])
-            shown = [r for r in sets if visible.get(r.set_id)]
-            start = 0
-            if criteria.cursor is not None:
-                key = criteria.cursor
-                start = next(
-                    (i for i, r in enumerate(shown) if (r.submission_time, r.set_id) < key),
-                    len(shown),
-                )
-            page = shown[start : start + criteria.count]
-            out: list[StoredSubmissionSet] = []
-            if page:
-                full = {
-                    r.set_id: r._mapping
-                    for r in await unit.conn.execute(
-                        select(submission_sets).where(
-                            s.record_id.in_({r.record_id for r in page}),
-                            s.set_id.in_([r.set_id for r in page]),
-                        )
-                    )
-                }
-                for r in page:
-                    m = full[r.set_id]
-                    core, source = unpack(await unit.unseal(r.record_id, bytes(m["resource"])))
-                    shown_docs = _in_order(visible[r.set_id], core)
-                    out.append(
-                        StoredSubmissionSet(
-                            record_id=m["record_id"],
-                            set_id=m["set_id"],
-                            unique_id=m["unique_id"],
-                            source_id=m["source_id"],
-                            submission_time=m["submission_time"],
-                            author_id=m["author_id"],
-                            created_at=m["created_at"],
-                            documents=shown_docs,
-                            source=source,
-                        )
-                    )
-            # one decision per record looked into: each named, or each returned from
-            traced = named if named is not None else sorted({r.record_id for r in page})
-            if named is not None:
-                self._trace_missing(unit, Action.LIST_SEARCH, scan, named)
-            for rid in traced:
-                decision = scan.decisions.get(rid)
-                if decision is None:
-                    continue  # no such record: traced above, on the chain of no record
-                returned = [x.set_id for x in page if x.record_id == rid]
-                self.guard.trace(
-                    unit,
-                    Action.LIST_SEARCH,
-                    decision,
-                    record_id=rid,
-                    detail=details.returned(returned) if decision else None,
-                )
-            nxt = None
-            if start + criteria.count < len(shown) and page:
-                nxt = (page[-1].submission_time, page[-1].set_id)
-            return out, len(shown), nxt
+            try:
+                return await self._lists(unit, scan, criteria)
+            except BaseException:
+                self._trace_failed(unit, scan, Action.LIST_SEARCH)
+                raise
 
         return await self.ctx.read(operation)
+
+    async def _lists(
+        self, unit: Unit, scan: _Scan, criteria: ListCriteria
+    ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+        named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
+        scan.named = named
+        conds = list_conditions(criteria)
+        s = submission_sets.c
+        if criteria.set_ids:
+            conds.append(s.set_id.in_(criteria.set_ids))
+        if named is not None:
+            await self._decide_records(unit, scan, named)
+            conds.append(s.record_id.in_([r for r, d in scan.decisions.items() if d]))
+        else:
+            reach = self._reachable()
+            if reach is None:
+                return [], 0, None
+            conds.append(s.record_id.in_(reach))
+        sets = (
+            await unit.conn.execute(
+                select(s.record_id, s.set_id, s.submission_time)
+                .where(*conds)
+                .order_by(s.submission_time.desc(), s.set_id.desc())
+            )
+        ).all()
+        await self._decide_records(unit, scan, sorted({r.record_id for r in sets}))
+        visible: dict[str, list[str]] = {}
+        if sets:
+            d = documents.c
+            doc_rows = await unit.conn.execute(
+                select(d.submission_set_id, *FACT_COLUMNS)
+                .where(
+                    d.record_id.in_({r.record_id for r in sets}),
+                    d.submission_set_id.in_([r.set_id for r in sets]),
+                )
+                .order_by(d.doc_id)
+            )
+            for m in (r._mapping for r in doc_rows):
+                if self._visible(scan, m["record_id"], m):
+                    visible.setdefault(m["submission_set_id"], []).append(m["doc_id"])
+        shown = [r for r in sets if visible.get(r.set_id)]
+        start = 0
+        if criteria.cursor is not None:
+            key = criteria.cursor
+            start = next(
+                (i for i, r in enumerate(shown) if (r.submission_time, r.set_id) < key),
+                len(shown),
+            )
+        page = shown[start : start + criteria.count]
+        out: list[StoredSubmissionSet] = []
+        if page:
+            full = {
+                r.set_id: r._mapping
+                for r in await unit.conn.execute(
+                    select(submission_sets).where(
+                        s.record_id.in_({r.record_id for r in page}),
+                        s.set_id.in_([r.set_id for r in page]),
+                    )
+                )
+            }
+            for r in page:
+                m = full[r.set_id]
+                core, source = unpack(await unit.unseal(r.record_id, bytes(m["resource"])))
+                shown_docs = _in_order(visible[r.set_id], core)
+                out.append(
+                    StoredSubmissionSet(
+                        record_id=m["record_id"],
+                        set_id=m["set_id"],
+                        unique_id=m["unique_id"],
+                        source_id=m["source_id"],
+                        submission_time=m["submission_time"],
+                        author_id=m["author_id"],
+                        created_at=m["created_at"],
+                        documents=shown_docs,
+                        source=source,
+                    )
+                )
+        # one decision per record looked into: each named; for a search naming none, each
+        # returned from and each refused
+        if named is not None:
+            traced = sorted(named)
+            self._trace_missing(unit, Action.LIST_SEARCH, scan, named)
+        else:
+            refused = {rid for rid, d in scan.decisions.items() if not d}
+            traced = sorted({r.record_id for r in page} | refused)
+        for rid in traced:
+            decision = scan.decisions.get(rid)
+            if decision is None or rid in scan.traced:
+                continue  # no such record: traced above, on the chain of no record
+            scan.traced.add(rid)
+            returned = [x.set_id for x in page if x.record_id == rid]
+            self.guard.trace(
+                unit,
+                Action.LIST_SEARCH,
+                decision,
+                record_id=rid,
+                detail=details.returned(returned) if decision else None,
+            )
+        nxt = None
+        if start + criteria.count < len(shown) and page:
+            nxt = (page[-1].submission_time, page[-1].set_id)
+        return out, len(shown), nxt
+
+
+def _check_named(record_ids: list[list[str]], identifiers: TokenParam) -> None:
+    """At most :data:`MAX_NAMED` patients at once, counted on the request itself: a search
+    naming more is the client's mistake, refused before any record is looked up (no decision,
+    no trace; nor does the answer depend on which of them exist)."""
+    sizes = [len(set(g)) for g in record_ids] + [len(set(g)) for g in identifiers]
+    if sizes and min(sizes) > MAX_NAMED:
+        raise Invalid(
+            f"the search names {min(sizes)} patients; at most {MAX_NAMED} at once",
+            field="patient",
+            reason=Reason.LIMIT,
+        )
 
 
 def _one_patient(c: DocumentCriteria) -> bool:

@@ -146,8 +146,9 @@ async def version_row(unit: Unit, record_id: str, version: int) -> bytes | None:
 
 # -- patient search ---------------------------------------------------------------------------
 def search_conditions(actor: Actor, criteria: RecordCriteria) -> list[ColumnElement[bool]] | None:
-    """The SQL narrowing of a patient search (every row is then decided on its own); None when
-    the actor can reach no record at all."""
+    """The SQL narrowing of a patient search (every row is then decided on its own, and a
+    refusal traced): the records named (by INS or id), else the records the actor may possibly
+    read; None when it names none and the actor can reach no record at all."""
     conds: list[ColumnElement[bool]] = []
     exact_ins = bool(criteria.identifiers)
     if criteria.identifiers:
@@ -164,10 +165,12 @@ def search_conditions(actor: Actor, criteria: RecordCriteria) -> list[ColumnElem
         )
     if criteria.ids:
         conds.append(records.c.record_id.in_(criteria.ids))
+    named = exact_ins or bool(criteria.ids)
     if actor.kind is ActorKind.PATIENT:
-        conds.append(records.c.ins_value == (actor.ins or ""))
+        if not named:  # a patient naming a record has it decided (and the refusal traced)
+            conds.append(records.c.ins_value == (actor.ins or ""))
     elif actor.kind is ActorKind.PROFESSIONAL:
-        if not exact_ins:
+        if not named:
             names = [v for v in (actor.rpps, actor.structure) if v]
             conds.append(
                 or_(
@@ -186,8 +189,8 @@ def search_conditions(actor: Actor, criteria: RecordCriteria) -> list[ColumnElem
                     ),
                 )
             )
-    else:
-        return None
+    elif not named:
+        return None  # other actors reach no record: only the records they name are decided
     return conds
 
 

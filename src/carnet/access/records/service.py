@@ -367,8 +367,10 @@ class RecordService:
     # -- TD0.2 and patient search ----------------------------------------------------------------
     async def search(self, criteria: RecordCriteria) -> list[RecordView]:
         """Patients the actor may read, in full; a record named by its exact INS, its status
-        only (TD0.2) when the professional may not read it. Every row is decided; each decision
-        traced."""
+        only (TD0.2) when the professional may not read it. Every record looked into is
+        decided, and traced: one returned (``record.read`` or ``record.status``), and one
+        refused (``record.read`` denied, whether or not its traits match: the refusal's trace
+        must not depend on what the actor may not see)."""
         conds = search_conditions(self.actor, criteria)
         if conds is None:
             return []
@@ -399,6 +401,8 @@ class RecordService:
                     self.guard.trace(
                         unit, Action.RECORD_STATUS, status, record_id=rid, detail="search"
                     )
+                    continue
+                self.guard.trace(unit, Action.RECORD_READ, read, record_id=rid, detail="search")
             views.sort(key=lambda v: (normalise_name(v.record.identity.family), v.record.record_id))
             return views[: self.ctx.limits.page_size_max]
 

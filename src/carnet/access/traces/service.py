@@ -140,92 +140,110 @@ class TraceService:
         """The traces this actor may read that match ``criteria``, newest first, each as this
         actor may see it (:mod:`carnet.domain.trace_view`)."""
 
+        named = _named_records(criteria)  # too many: the client's mistake, before any decision
+
         async def operation(unit: Unit) -> AuditPage:
             reach: dict[str, _Reach] = {}
             refused: list[tuple[str, _Reach]] = []
-            ins: dict[str, Ins] = {}
-            named = _named_records(criteria)
-            every_record = False  # a professional's own traces on any record they still reach
-            if named is not None:
-                candidates = named
-            elif self.actor.kind is ActorKind.PATIENT:
-                candidates = await self._own_records(unit) + [""]
-            elif self.actor.kind is ActorKind.PROFESSIONAL:
-                candidates, every_record = [], True
-            else:
-                candidates = []
-            loaded = await self.ctx.facts.load_many(unit, candidates)
-            for rid in candidates:
-                found = self._reach(rid, loaded.get(rid), ins)
-                if found.decision:
-                    reach[rid] = found
-                else:
-                    refused.append((rid, found))
-            docs = _Documents()
-            await self._learn(unit, docs, reach, ins, _named_documents(criteria), [], [])
-            scope = self._scope(reach, every_record, named is not None)
-            items: list[StoredEvent] = []
-            total = 0
-            more = False
-            if scope is not None:
-                conds = [scope, *await self._filters(unit, criteria, reach, docs, ins)]
-                page_conds = list(conds)
-                if criteria.cursor is not None:
-                    ce, cr = criteria.cursor
-                    ev = audit_events.c
-                    page_conds.append(
-                        or_(ev.event_id < ce, and_(ev.event_id == ce, ev.record_id < cr))
-                    )
-                rows = (
-                    await unit.conn.execute(
-                        select(audit_events)
-                        .where(*page_conds)
-                        .order_by(audit_events.c.event_id.desc(), audit_events.c.record_id.desc())
-                        .limit(criteria.count + 1)
-                    )
-                ).all()
-                total = int(
-                    (
-                        await unit.conn.execute(
-                            select(func.count()).select_from(audit_events).where(*conds)
-                        )
-                    ).scalar_one()
-                )
-                more = len(rows) > criteria.count
-                events = [event_from_row(r) for r in rows[: criteria.count]]
-                unseen = sorted({e.record_id for e in events} - reach.keys() - {""})
-                for rid, one in (await self.ctx.facts.load_many(unit, unseen)).items():
-                    reach[rid] = self._reach(rid, one, ins)
-                if any(e.record_id == "" for e in events) and "" not in reach:
-                    reach[""] = self._reach("", None, ins)
-                for event in events:
-                    r = reach.get(event.record_id) or self._reach(event.record_id, None, ins)
-                    facts = r.loaded.facts if r.loaded else None
-                    own = event.actor_id == self.me
-                    if self.guard.allows(
-                        Action.AUDIT_READ,
-                        facts,
-                        event=EventFacts(own=own, refusal=own and event.outcome == DENY),
-                    ):
-                        items.append(event)
-                refs = [refs_of(e) for e in items]
-                await self._learn(
-                    unit,
-                    docs,
-                    reach,
-                    ins,
-                    [d for r in refs for d in r.doc_ids],
-                    [b for r in refs for b in r.binary_ids],
-                    [x for r in refs for x in r.set_ids],
-                )
-            self._trace_reads(unit, items, reach, refused, every_record)
-            reading = self._reading(reach, docs)
-            shown = [view(e, reading) for e in items]
-            last = shown[-1] if shown else None
-            next_cursor = (last.event_id, last.record_id) if more and last else None
-            return AuditPage(shown, total, next_cursor, ins)
+            try:
+                return await self._search(unit, criteria, named, reach, refused)
+            except BaseException:
+                # decided, then failed: the decisions taken stay traced (docs/traces.md)
+                if not unit.events:
+                    for rid, r in [*refused, *reach.items()]:
+                        if rid:
+                            self._trace_one(unit, rid, r.decision, None, r.exists)
+                raise
 
         return await self.ctx.read(operation)
+
+    async def _search(
+        self,
+        unit: Unit,
+        criteria: AuditCriteria,
+        named: list[str] | None,
+        reach: dict[str, _Reach],
+        refused: list[tuple[str, _Reach]],
+    ) -> AuditPage:
+        """The search itself; ``reach`` and ``refused``: the decisions taken, as they are."""
+        ins: dict[str, Ins] = {}
+        every_record = False  # a professional's own traces on any record they still reach
+        if named is not None:
+            candidates = named
+        elif self.actor.kind is ActorKind.PATIENT:
+            candidates = await self._own_records(unit) + [""]
+        elif self.actor.kind is ActorKind.PROFESSIONAL:
+            candidates, every_record = [], True
+        else:
+            candidates = []
+        loaded = await self.ctx.facts.load_many(unit, candidates)
+        for rid in candidates:
+            found = self._reach(rid, loaded.get(rid), ins)
+            if found.decision:
+                reach[rid] = found
+            else:
+                refused.append((rid, found))
+        docs = _Documents()
+        await self._learn(unit, docs, reach, ins, _named_documents(criteria), [], [])
+        scope = self._scope(reach, every_record, named is not None)
+        items: list[StoredEvent] = []
+        total = 0
+        more = False
+        if scope is not None:
+            conds = [scope, *await self._filters(unit, criteria, reach, docs, ins)]
+            page_conds = list(conds)
+            if criteria.cursor is not None:
+                ce, cr = criteria.cursor
+                ev = audit_events.c
+                page_conds.append(or_(ev.event_id < ce, and_(ev.event_id == ce, ev.record_id < cr)))
+            rows = (
+                await unit.conn.execute(
+                    select(audit_events)
+                    .where(*page_conds)
+                    .order_by(audit_events.c.event_id.desc(), audit_events.c.record_id.desc())
+                    .limit(criteria.count + 1)
+                )
+            ).all()
+            total = int(
+                (
+                    await unit.conn.execute(
+                        select(func.count()).select_from(audit_events).where(*conds)
+                    )
+                ).scalar_one()
+            )
+            more = len(rows) > criteria.count
+            events = [event_from_row(r) for r in rows[: criteria.count]]
+            unseen = sorted({e.record_id for e in events} - reach.keys() - {""})
+            for rid, one in (await self.ctx.facts.load_many(unit, unseen)).items():
+                reach[rid] = self._reach(rid, one, ins)
+            if any(e.record_id == "" for e in events) and "" not in reach:
+                reach[""] = self._reach("", None, ins)
+            for event in events:
+                r = reach.get(event.record_id) or self._reach(event.record_id, None, ins)
+                facts = r.loaded.facts if r.loaded else None
+                own = event.actor_id == self.me
+                if self.guard.allows(
+                    Action.AUDIT_READ,
+                    facts,
+                    event=EventFacts(own=own, refusal=own and event.outcome == DENY),
+                ):
+                    items.append(event)
+            refs = [refs_of(e) for e in items]
+            await self._learn(
+                unit,
+                docs,
+                reach,
+                ins,
+                [d for r in refs for d in r.doc_ids],
+                [b for r in refs for b in r.binary_ids],
+                [x for r in refs for x in r.set_ids],
+            )
+        self._trace_reads(unit, items, reach, refused, every_record)
+        reading = self._reading(reach, docs)
+        shown = [view(e, reading) for e in items]
+        last = shown[-1] if shown else None
+        next_cursor = (last.event_id, last.record_id) if more and last else None
+        return AuditPage(shown, total, next_cursor, ins)
 
     @property
     def me(self) -> str:
@@ -439,9 +457,7 @@ class TraceService:
 
         def add(rid: str, decision: Decision, detail: str | None, exists: bool) -> None:
             nonlocal traced
-            if not exists:
-                rid, detail = "", f"Patient/{rid}" + (f": {detail}" if detail else "")
-            self.guard.trace(unit, Action.AUDIT_READ, decision, record_id=rid, detail=detail)
+            self._trace_one(unit, rid, decision, detail, exists)
             traced += 1
 
         for rid, r in refused:
@@ -457,6 +473,15 @@ class TraceService:
                 record_id=None,
                 detail="returned 0 events",
             )
+
+    def _trace_one(
+        self, unit: Unit, rid: str, decision: Decision, detail: str | None, exists: bool
+    ) -> None:
+        """One ``audit.read``; a record that does not exist gets no chain: its read is traced on
+        the chain of no record, naming it."""
+        if not exists:
+            rid, detail = "", f"Patient/{rid}" + (f": {detail}" if detail else "")
+        self.guard.trace(unit, Action.AUDIT_READ, decision, record_id=rid, detail=detail)
 
     # -- verification (the operator) -----------------------------------------------------------
     async def verify(
