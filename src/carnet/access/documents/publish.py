@@ -60,6 +60,7 @@ from carnet.domain.errors import (
     Rejected,
 )
 from carnet.domain.notifications import new_document_notices
+from carnet.domain.records import RecordState
 from carnet.store.batch import Check, Insert, Update
 from carnet.store.content import StagedBlob
 from carnet.store.envelope import pack
@@ -252,24 +253,26 @@ class Publisher:
     ) -> tuple[LoadedRecord, Known]:
         unique_ids = sorted({d.entry.unique_id for d in sub.documents if d.entry.unique_id})
         set_uid = sub.submission_set.unique_id if sub.submission_set else None
-        loaded, known = await load_publish_facts(
-            unit, self.ctx.facts, sub.patient, unique_ids, sorted(sha256s), set_uid
+
+        def check(loaded: LoadedRecord | None) -> None:
+            # a record the actor may not know of (another person's, to a patient; a closed
+            # one, to a representative) is answered as a missing one, its refusal traced alike
+            facts = loaded.facts if loaded is not None else None
+            if facts is not None and facts.state is RecordState.DESTROYED:
+                facts = None
+            seen = self.guard.allows(Action.RECORD_STATUS, facts)
+            if not seen:
+                self.guard.trace(
+                    unit,
+                    Action.DOCUMENT_CREATE,
+                    seen,
+                    record_id=facts.record_id if facts else None,
+                )
+                raise NotFound(NO_RECORD, field="submission.patient")
+
+        return await load_publish_facts(
+            unit, self.ctx.facts, sub.patient, unique_ids, sorted(sha256s), set_uid, check
         )
-        # a record the actor may not know of (another person's, to a patient; a closed one, to
-        # a representative) is answered as a missing one, and its refusal traced alike
-        facts = (
-            loaded.facts
-            if loaded is not None and loaded.record.state.value != "destroyed"
-            else None
-        )
-        seen = self.guard.allows(Action.RECORD_STATUS, facts)
-        if not seen:
-            self.guard.trace(
-                unit, Action.DOCUMENT_CREATE, seen, record_id=facts.record_id if facts else None
-            )
-            raise NotFound(NO_RECORD, field="submission.patient")
-        assert loaded is not None
-        return loaded, known
 
     def _complete(self, doc: NewDocument) -> bool:
         """Complete the entry from the content's CDA header; whether anything was filled."""

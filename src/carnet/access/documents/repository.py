@@ -4,7 +4,7 @@ documents service."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -409,9 +409,13 @@ async def load_publish_facts(
     unique_ids: Sequence[str],
     sha256s: Sequence[str],
     set_uid: str | None,
-) -> tuple[LoadedRecord | None, Known]:
+    check: Callable[[LoadedRecord | None], None],
+) -> tuple[LoadedRecord, Known]:
     """The record's facts, and what of the submission it holds already (documents under the
-    same uniqueIds, the same contents, the same submission set): one round trip on PostgreSQL."""
+    same uniqueIds, the same contents, the same submission set): one round trip on PostgreSQL.
+    ``check`` is called on the record's facts (None: no record) before anything else is read
+    on SQLite, so that a refusal does the same work whether the record exists or not; it raises
+    to refuse."""
     if unit.pg:
         first: str | None
         second: str | None
@@ -422,8 +426,8 @@ async def load_publish_facts(
         loaded, m = await facts.load_pg_with(
             unit, sql, first, second, list(unique_ids), list(sha256s), set_uid
         )
-        if loaded is None:
-            return None, Known({}, set(), None)
+        check(loaded)
+        assert loaded is not None
         found = m["prior"] or []
         if isinstance(found, str | bytes):  # without the json codec SQLAlchemy installs
             found = orjson.loads(found)
@@ -436,8 +440,8 @@ async def load_publish_facts(
     else:
         assert patient.record_id is not None
         loaded = await facts.load(unit, patient.record_id)
-    if loaded is None:
-        return None, Known({}, set(), None)
+    check(loaded)
+    assert loaded is not None
     rid = loaded.record_id
     rows = await by_unique_ids(unit, rid, unique_ids)
     stored_set = None
