@@ -167,8 +167,8 @@ def test_403_forbidden(http: httpx.Client, factory: Factory, pro: Pro, other_pro
     assert mine
     # replace: author only
     repl = docref(ins, content=(c3 := pdf_bytes()), author_rpps=other_pro.rpps, replaces=did)
-    issue = outcome(factory.publish(ins, [(repl, c3, "application/pdf")], other_pro.headers), 403)
-    assert issue["code"] == "forbidden"
+    issue = outcome(factory.publish(ins, [(repl, c3, "application/pdf")], other_pro.headers), 422)
+    assert issue["code"] == "business-rule"  # as for a missing document
     # metadata update: author only
     doc = http.get(f"/fhir/DocumentReference/{did}", headers=pro.headers).json()
     doc["status"] = "entered-in-error"

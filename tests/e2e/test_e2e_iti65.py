@@ -110,14 +110,15 @@ def test_replacement(http: httpx.Client, factory: Factory, pro: Pro, other_pro: 
     ins, pid = factory.open_record(pro.headers)
     [old] = created_doc_ids(factory.publish(ins, [_doc(ins, pro)], pro.headers))
     # another professional may add documents, not replace this one
+    # (answered as if it did not exist: tests/e2e/test_refused_like_missing.py)
     stranger_doc = _doc(ins, other_pro, replaces=old)
     r = factory.publish(ins, [stranger_doc], other_pro.headers)
-    issue = outcome(r, 403)
-    assert old in issue["diagnostics"]
+    issue = outcome(r, 422)
+    assert old not in issue["diagnostics"]
     assert _total(http, pro.headers, pid) == 1
     # even when claiming the original author in the metadata
     claim = _doc(ins, pro, replaces=old)
-    outcome(factory.publish(ins, [claim], other_pro.headers), 403)
+    outcome(factory.publish(ins, [claim], other_pro.headers), 422)
     # a replacement in a bundle that fails later leaves the old document as it was
     bad = _doc(ins, pro)
     bad[0]["relatesTo"] = [
@@ -213,7 +214,8 @@ def test_same_unique_id_other_content_is_409(
     )
     before = content_files(server.settings.data_dir)
     issue = outcome(factory.publish(ins, [(dr2, other, ctype)], pro.headers), 409)
-    assert dr["masterIdentifier"]["value"] in issue["diagnostics"]
+    assert "XDSDuplicateUniqueIdInRegistry" in issue["diagnostics"]
+    assert issue["expression"] == ["DocumentReference.masterIdentifier"]
     assert content_files(server.settings.data_dir) == before
     assert _total(http, pro.headers, pid) == 1
     # two documents with one uniqueId in one bundle, different content: 409 too

@@ -384,12 +384,13 @@ def test_relationship_must_be_a_legal_representative(rules: Rules, world: World)
 
 def test_only_the_author_replaces(rules: Rules, world: World) -> None:
     w = world
+    # refused as if the document did not exist (tests/e2e/test_refused_like_missing.py)
     r = rules.publish(w.ins, w.reader, replaces=w.plain)
-    assert r.status_code == 403, r.text
-    outcome(r, 403)
+    assert r.status_code == 422, r.text
+    outcome(r, 422)
     # naming the author in the new version's metadata does not make the sender its author
     r = rules.publish(w.ins, w.author, replaces=w.plain, by=w.reader)
-    outcome(r, 403)
+    outcome(r, 422)
     assert w.stored(w.plain)["status"] == "current"
 
     r = rules.publish(w.ins, w.author, replaces=w.plain)

@@ -20,6 +20,7 @@ from carnet.access.policy import (
     ConsentFacts,
     Decision,
     DocumentFacts,
+    DuplicateFacts,
     EventFacts,
     RecordFacts,
     UploadFacts,
@@ -48,6 +49,7 @@ class Guard:
         consent: ConsentFacts | None = None,
         upload: UploadFacts | None = None,
         event: EventFacts | None = None,
+        duplicate: DuplicateFacts | None = None,
     ) -> Decision:
         """The policy's answer, untraced (a row of a decision traced otherwise)."""
         return decide(
@@ -58,6 +60,7 @@ class Guard:
             consent=consent,
             upload=upload,
             event=event,
+            duplicate=duplicate,
             matrix=self.matrix.allows,
         )
 

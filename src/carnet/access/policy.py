@@ -35,6 +35,9 @@ flags of a document; the patient (or a representative) masks and unmasks (``MASQ
 manages consents, emergency consents, representatives and the médecin traitant; the patient
 alone closes, reopens and destroys the record. A professional may record the patient's consent
 to their own or another professional's access (TD0.3), never a block, and never lift one.
+A document whose uniqueId a stored document has is that document again only for whoever may read
+the stored one and sends the same content; for anyone else it is one refusal (``unique-id``)
+that tells nothing of the stored document.
 
 Traces: the patient and their representatives read every trace of the record, the médecin
 traitant too (unless blocked), any other professional only their own; everyone reads their own
@@ -70,6 +73,7 @@ __all__ = [
     "ConsentFacts",
     "Decision",
     "DocumentFacts",
+    "DuplicateFacts",
     "EventFacts",
     "MatrixCheck",
     "RecordFacts",
@@ -134,6 +138,14 @@ class EventFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class DuplicateFacts:
+    """A document stored before under the uniqueId a new document uses again (dmp.md §4)."""
+
+    stored: DocumentFacts
+    same_content: bool  # the new document's content is the stored one's
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     rule: str
@@ -193,14 +205,18 @@ def decide(
     consent: ConsentFacts | None = None,
     upload: UploadFacts | None = None,
     event: EventFacts | None = None,
+    duplicate: DuplicateFacts | None = None,
     matrix: MatrixCheck = _deny_all,
 ) -> Decision:
     """Allow or deny ``action`` by ``actor`` on ``record`` (and ``document``, the professional
-    a consent is about, uploaded content, a trace).
+    a consent is about, uploaded content, a trace, the document stored before under a new
+    document's uniqueId).
 
     ``matrix(profession, specialty, type_code, class_code)`` is the access matrix (configuration);
     the default denies everything, so that forgetting it fails closed.
     """
+    if duplicate is not None and action is Action.DOCUMENT_CREATE:
+        return _decide_duplicate(actor, record, document, duplicate, matrix)
     if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION):
         return _decide_create(actor, record)
     if actor.kind is ActorKind.OPERATOR:
@@ -441,6 +457,28 @@ def _emergency(
     ):
         return _deny("masked", "the patient did not allow masked documents in an emergency")
     return _allow(rule, "emergency access")
+
+
+def _decide_duplicate(
+    actor: Actor,
+    record: RecordFacts | None,
+    document: DocumentFacts | None,
+    duplicate: DuplicateFacts,
+    matrix: MatrixCheck,
+) -> Decision:
+    """A new document whose uniqueId a stored document has (dmp.md §4: the same document twice
+    is not stored twice). Whoever may not add the document is refused as if the uniqueId were
+    free; whoever may read the stored one and sends the same content gets it again (the
+    submission is idempotent); every other case (other content, or a stored document the actor
+    may not read, whatever its content) is one and the same refusal, which tells nothing of the
+    stored document."""
+    create = decide(actor, Action.DOCUMENT_CREATE, record, document, matrix=matrix)
+    if not create:
+        return create
+    seen = decide(actor, Action.DOCUMENT_READ, record, duplicate.stored, matrix=matrix)
+    if seen and duplicate.same_content:
+        return _allow("same-document", "the same document again: the stored one stands")
+    return _deny("unique-id", "the uniqueId is used by another document")
 
 
 def _decide_create(actor: Actor, candidate: RecordFacts | None) -> Decision:

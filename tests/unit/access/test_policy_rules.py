@@ -11,6 +11,7 @@ from carnet.access.policy import (
     Action,
     ConsentFacts,
     DocumentFacts,
+    DuplicateFacts,
     EventFacts,
     RecordFacts,
     RecordState,
@@ -670,3 +671,70 @@ def test_more_facts(
     decision = decide(actor, action, record, matrix=matrix, **facts)  # type: ignore[arg-type]
     assert decision.allowed is allowed, decision
     assert decision.rule == rule, decision
+
+
+# -- a uniqueId used again (dmp.md §4): what the stored document may tell -------------------------
+
+NEW = DocumentFacts("", "current", None, type_code="11488-4", class_code="10")
+NEW_90 = replace(NEW, class_code="90")
+MASKED_DOC = labelled("N", "MASQUE_PS")
+INVISIBLE_DOC = labelled("N", "INVISIBLE_PATIENT", added_at=NOW - timedelta(days=2))
+
+DUPLICATES: list[tuple[str, Actor, RecordFacts, DocumentFacts, DocumentFacts, bool, str]] = [
+    ("a reader sends the same document again", GP, AUTH, NEW, DOC, True, "same-document"),
+    ("a masked document, to an authorised reader", GP, AUTH, NEW, MASKED_DOC, False, "unique-id"),
+    ("a blocked professional", GP, replace(AUTH, blocked=True), NEW, DOC, False, "unique-id"),
+    ("an unrelated professional", GP, REC, NEW, DOC, False, "unique-id"),
+    ("INVISIBLE_PATIENT, to the patient", PATIENT, REC, NEW_90, INVISIBLE_DOC, False, "unique-id"),
+    ("the patient's own document again", PATIENT, REC, NEW_90, DOC, True, "same-document"),
+    ("a class the patient does not add", PATIENT, REC, NEW, INVISIBLE_DOC, False, "patient"),
+    (
+        "a closed record",
+        GP,
+        replace(AUTH, state=RecordState.CLOSED),
+        NEW,
+        DOC,
+        False,
+        "record-closed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("actor", "record", "new", "stored", "same_allowed", "rule"),
+    [c[1:] for c in DUPLICATES],
+    ids=[c[0] for c in DUPLICATES],
+)
+def test_duplicate_unique_id(
+    actor: Actor,
+    record: RecordFacts,
+    new: DocumentFacts,
+    stored: DocumentFacts,
+    same_allowed: bool,
+    rule: str,
+) -> None:
+    """Whoever may not add is refused as without the stored document; other content, or a
+    stored document the actor may not read, is one refusal whatever the content."""
+    without = decide(actor, Action.DOCUMENT_CREATE, record, new, matrix=matrix)
+    same, other = (
+        decide(
+            actor,
+            Action.DOCUMENT_CREATE,
+            record,
+            new,
+            duplicate=DuplicateFacts(stored, same_content=same_content),
+            matrix=matrix,
+        )
+        for same_content in (True, False)
+    )
+    assert same.allowed is same_allowed and same.rule == rule, same
+    assert not other
+    if not without:
+        assert same == other == without
+    elif not same:
+        assert same == other  # nothing tells a hidden document's content apart
+    else:
+        assert (other.rule, other.reason) == (
+            "unique-id",
+            "the uniqueId is used by another document",
+        )

@@ -36,7 +36,7 @@ from carnet.access.documents.repository import (
     seal_document,
 )
 from carnet.access.facts import LoadedRecord
-from carnet.access.policy import Decision, DocumentFacts, UploadFacts
+from carnet.access.policy import Decision, DocumentFacts, DuplicateFacts, UploadFacts
 from carnet.access.unit_of_work import Unit
 from carnet.cda.metadata import complete_from_cda
 from carnet.domain import trace_view as details
@@ -61,6 +61,7 @@ from carnet.domain.errors import (
     Rejected,
 )
 from carnet.domain.notifications import new_document_notices
+from carnet.domain.records import RecordState
 from carnet.store.batch import Check, Insert, Update
 from carnet.store.content import StagedBlob
 from carnet.store.envelope import pack
@@ -73,6 +74,14 @@ from carnet.store.tables import (
     records,
     submission_sets,
 )
+
+UNIQUE_ID_USED = "the uniqueId is already used by another document (XDSDuplicateUniqueIdInRegistry)"
+SET_UNIQUE_ID_USED = "the submission set's uniqueId was already used for other documents"
+NOT_REPLACEABLE = (
+    "the document replaced is not one of this patient's record that you may replace "
+    "(only its author replaces a document)"
+)
+NO_RECORD = "no record for this patient: open it first (with the patient's consent)"
 
 
 @dataclass(slots=True)
@@ -132,17 +141,7 @@ class Publisher:
                 if len(sub.documents) > 1:
                     exc.at(f"documents[{index}]")
                 raise
-            decision = self.guard.allows(
-                Action.DOCUMENT_CREATE,
-                loaded.facts,
-                DocumentFacts(
-                    doc_id="",
-                    status=DocumentStatus.CURRENT,
-                    author_id=None,
-                    class_code=doc.entry.class_code,
-                    type_code=doc.entry.type_code,
-                ),
-            )
+            decision = self.guard.allows(Action.DOCUMENT_CREATE, loaded.facts, _new_facts(doc))
             if not decision:
                 self.guard.trace(unit, Action.DOCUMENT_CREATE, decision, record_id=rid)
                 raise Refused(f"not allowed: {decision.reason}")
@@ -161,7 +160,7 @@ class Publisher:
             doc.entry.hash_sha1, doc.entry.size = content.sha1, content.size
             old = prior.get(doc.entry.unique_id or "")
             if old is not None:
-                published.append(self._duplicate(unit, doc, old, content, decisions[index]))
+                published.append(self._duplicate(unit, loaded, doc, old, content))
                 continue
             doc_id = f"{rid}-{new_id()[:20]}"
             if content.staged is not None:
@@ -255,15 +254,26 @@ class Publisher:
     ) -> tuple[LoadedRecord, Known]:
         unique_ids = sorted({d.entry.unique_id for d in sub.documents if d.entry.unique_id})
         set_uid = sub.submission_set.unique_id if sub.submission_set else None
-        loaded, known = await load_publish_facts(
-            unit, self.ctx.facts, sub.patient, unique_ids, sorted(sha256s), set_uid
+
+        def check(loaded: LoadedRecord | None) -> None:
+            # a record the actor may not know of (another person's, to a patient; a closed
+            # one, to a representative) is answered as a missing one, its refusal traced alike
+            facts = loaded.facts if loaded is not None else None
+            if facts is not None and facts.state is RecordState.DESTROYED:
+                facts = None
+            seen = self.guard.allows(Action.RECORD_STATUS, facts)
+            if not seen:
+                self.guard.trace(
+                    unit,
+                    Action.DOCUMENT_CREATE,
+                    seen,
+                    record_id=facts.record_id if facts else None,
+                )
+                raise NotFound(NO_RECORD, field="submission.patient")
+
+        return await load_publish_facts(
+            unit, self.ctx.facts, sub.patient, unique_ids, sorted(sha256s), set_uid, check
         )
-        if loaded is None or loaded.record.state.value == "destroyed":
-            raise NotFound(
-                "no record for this patient: open it first (with the patient's consent)",
-                field="submission.patient",
-            )
-        return loaded, known
 
     def _complete(self, doc: NewDocument) -> bool:
         """Complete the entry from the content's CDA header; whether anything was filled."""
@@ -415,28 +425,31 @@ class Publisher:
     def _duplicate(
         self,
         unit: Unit,
+        loaded: LoadedRecord,
         doc: NewDocument,
         old: Prior,
         content: _Content,
-        decision: Decision,
     ) -> PublishedDocument:
-        """The same uniqueId again: the same document if the content is the same."""
+        """The same uniqueId again: the same document if the actor may read the stored one and
+        the content is the same; otherwise one refusal that names no document and is the same
+        whatever the stored document is (policy.py, ``_decide_duplicate``)."""
         content.staged = None
-        if old.sha256 != content.sha256:
-            raise Conflict(
-                f"uniqueId {doc.entry.unique_id} is already used by another document with other "
-                "content (XDSDuplicateUniqueIdInRegistry)",
-                field="document.unique_id",
-                reason=Reason.DUPLICATE,
-            )
+        decision = self.guard.allows(
+            Action.DOCUMENT_CREATE,
+            loaded.facts,
+            _new_facts(doc),
+            duplicate=DuplicateFacts(old.facts, same_content=old.sha256 == content.sha256),
+        )
         self.guard.trace(
             unit,
             Action.DOCUMENT_CREATE,
             decision,
-            record_id=record_id_of(old.doc_id),
-            doc_id=old.doc_id,
-            detail="duplicate uniqueId: already stored",
+            record_id=loaded.record_id,
+            doc_id=old.doc_id if decision else None,
+            detail="duplicate uniqueId: already stored" if decision else "duplicate uniqueId",
         )
+        if not decision:
+            raise Conflict(UNIQUE_ID_USED, field="document.unique_id", reason=Reason.DUPLICATE)
         return PublishedDocument(
             doc.key, old.doc_id, old.version_id, False, old.last_updated, old.binary_id
         )
@@ -444,21 +457,24 @@ class Publisher:
     async def _supersede(
         self, unit: Unit, loaded: LoadedRecord, target_id: str, replaced: list[tuple[str, int]]
     ) -> str:
-        target = await by_id(unit, target_id)
-        if target is None or target.record_id != loaded.record_id:
-            raise Rejected(
-                f"the document replaced ({target_id}) is not a document of this patient's record",
-                field="document.replaces",
-                reason=Reason.NOT_FOUND,
-            )
-        self.guard.check(
+        # one decision, one answer: a missing document, one of another record, one the actor
+        # may not read and one they read but did not author are refused alike (nothing tells
+        # them apart)
+        rid = loaded.record_id
+        found = await by_id(unit, target_id)
+        target = found if found is not None and found.record_id == rid else None
+        decision = self.guard.allows(
+            Action.DOCUMENT_REPLACE, loaded.facts, target.facts if target else None
+        )
+        self.guard.trace(
             unit,
             Action.DOCUMENT_REPLACE,
-            loaded.facts,
-            target.facts,
-            hide=False,
-            about=f"document {target_id}",
+            decision,
+            record_id=rid,
+            doc_id=target_id if record_id_of(target_id) == rid else None,
         )
+        if not decision or target is None:
+            raise Rejected(NOT_REPLACEABLE, field="document.replaces", reason=Reason.NOT_FOUND)
         if target.m["status"] != DocumentStatus.CURRENT.value:
             raise Conflict(
                 f"the document replaced ({target_id}) is {target.m['status']}: only a current "
@@ -497,11 +513,13 @@ class Publisher:
         rid = loaded.record_id
         created = any(d.created for d in published)
         if known.set_id is not None:
-            if created:
+            # the same submission again (every document stored before, by that very set: the
+            # actor may read them, or _duplicate refused) is answered with its set; a set
+            # uniqueId used for anything else is refused without telling what it holds
+            brought = {p.submission_set_id for p in known.prior.values()}
+            if created or known.set_id not in brought:
                 raise Conflict(
-                    f"submission set uniqueId {ss.unique_id} was already used for other documents",
-                    field="submission.unique_id",
-                    reason=Reason.DUPLICATE,
+                    SET_UNIQUE_ID_USED, field="submission.unique_id", reason=Reason.DUPLICATE
                 )
             return known.set_id
         if published and not created:
@@ -552,6 +570,17 @@ def _same_unique_ids(sub: Submission) -> None:
                 field="document.unique_id",
                 reason=Reason.DUPLICATE,
             )
+
+
+def _new_facts(doc: NewDocument) -> DocumentFacts:
+    """What the policy needs of a document about to be added."""
+    return DocumentFacts(
+        doc_id="",
+        status=DocumentStatus.CURRENT,
+        author_id=None,
+        class_code=doc.entry.class_code,
+        type_code=doc.entry.type_code,
+    )
 
 
 def _media(content_type: str) -> str:

@@ -4,7 +4,7 @@ documents service."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -356,6 +356,7 @@ class Prior:
     last_updated: datetime
     binary_id: str
     submission_set_id: str | None
+    facts: DocumentFacts  # what the policy needs of it (may the submitter read it?)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +372,10 @@ _PG_PUBLISH_EXTRA = """,
   (SELECT json_agg(json_build_object(
           'unique_id', d.unique_id, 'doc_id', d.doc_id, 'sha256', d.sha256,
           'version_id', d.version_id, 'last_updated', d.last_updated,
-          'binary_id', d.binary_id, 'submission_set_id', d.submission_set_id))
+          'binary_id', d.binary_id, 'submission_set_id', d.submission_set_id,
+          'record_id', d.record_id, 'status', d.status, 'archived', d.archived,
+          'author_id', d.author_id, 'security_labels', d.security_labels,
+          'type_code', d.type_code, 'class_code', d.class_code, 'created_at', d.created_at))
      FROM documents d
     WHERE d.record_id = r.record_id AND d.unique_id = ANY($5::text[])) AS prior,
   (SELECT array_agg(c.sha256) FROM contents c
@@ -383,15 +387,18 @@ PG_PUBLISH_BY_INS = pg_facts_sql(_PG_PUBLISH_EXTRA, by_ins=True)
 
 
 def _prior_of(m: Any) -> Prior:
-    updated = m["last_updated"]
+    def when(value: Any) -> Any:  # JSON (PostgreSQL's json_agg) carries dates as text
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
     return Prior(
         m["unique_id"],
         m["doc_id"],
         m["sha256"],
         int(m["version_id"]),
-        datetime.fromisoformat(updated) if isinstance(updated, str) else updated,
+        when(m["last_updated"]),
         m["binary_id"],
         m["submission_set_id"],
+        facts_of_row({**m, "created_at": when(m["created_at"])}),
     )
 
 
@@ -402,9 +409,13 @@ async def load_publish_facts(
     unique_ids: Sequence[str],
     sha256s: Sequence[str],
     set_uid: str | None,
-) -> tuple[LoadedRecord | None, Known]:
+    check: Callable[[LoadedRecord | None], None],
+) -> tuple[LoadedRecord, Known]:
     """The record's facts, and what of the submission it holds already (documents under the
-    same uniqueIds, the same contents, the same submission set): one round trip on PostgreSQL."""
+    same uniqueIds, the same contents, the same submission set): one round trip on PostgreSQL.
+    ``check`` is called on the record's facts (None: no record) before anything else is read
+    on SQLite, so that a refusal does the same work whether the record exists or not; it raises
+    to refuse."""
     if unit.pg:
         first: str | None
         second: str | None
@@ -415,8 +426,8 @@ async def load_publish_facts(
         loaded, m = await facts.load_pg_with(
             unit, sql, first, second, list(unique_ids), list(sha256s), set_uid
         )
-        if loaded is None:
-            return None, Known({}, set(), None)
+        check(loaded)
+        assert loaded is not None
         found = m["prior"] or []
         if isinstance(found, str | bytes):  # without the json codec SQLAlchemy installs
             found = orjson.loads(found)
@@ -429,8 +440,8 @@ async def load_publish_facts(
     else:
         assert patient.record_id is not None
         loaded = await facts.load(unit, patient.record_id)
-    if loaded is None:
-        return None, Known({}, set(), None)
+    check(loaded)
+    assert loaded is not None
     rid = loaded.record_id
     rows = await by_unique_ids(unit, rid, unique_ids)
     stored_set = None
