@@ -119,12 +119,14 @@ def test_replacement_example_accepted_on_a_real_document(
     repl = _with_ins(_load("Bundle-example-td2-1-remplacement.json"), ins)
     _add_list_identifier(repl)
     # as is, it replaces a document that does not exist
-    issue = outcome(http.post("/fhir", json=repl, headers={**pro, **FHIR_JSON}), 422)
-    assert "doc-x-id" in issue["diagnostics"]
+    missing = http.post("/fhir", json=repl, headers={**pro, **FHIR_JSON})
+    issue = outcome(missing, 422)
+    assert issue["expression"][0].endswith("relatesTo"), issue
     repl = json.loads(json.dumps(repl).replace("doc-x-id", old))
-    # only the author replaces
+    # only the author replaces: anyone else is answered as for a missing document
     stranger = factory.professional(rpps="810000000099")
-    outcome(http.post("/fhir", json=repl, headers={**stranger, **FHIR_JSON}), 403)
+    refused = http.post("/fhir", json=repl, headers={**stranger, **FHIR_JSON})
+    assert (refused.status_code, refused.content) == (missing.status_code, missing.content)
     r = http.post("/fhir", json=repl, headers={**pro, **FHIR_JSON})
     assert r.status_code == 200, r.text
     out = r.json()["entry"]
