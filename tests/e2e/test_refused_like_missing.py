@@ -360,6 +360,20 @@ def test_patient_and_another_persons_record(rules: Rules, world: World) -> None:
     assert any(
         e["resource"]["agent"][0].get("altId") == f"ins:{attacker.ins}" for e in seen["entry"]
     ), seen
+    # and the attacker's own traces of the three look alike (refusals of something missing)
+    mine = rules.http.get(
+        "/fhir/AuditEvent",
+        params={"action": "document.create", "outcome": "4", "_count": 10},
+        headers=attacker.headers,
+    ).json()
+    forms = {
+        json.dumps(
+            {k: v for k, v in e["resource"].items() if k not in ("id", "meta", "recorded")},
+            sort_keys=True,
+        )
+        for e in mine["entry"]
+    }
+    assert len(mine["entry"]) == 3 and len(forms) == 1, forms
 
     # read, update, open
     reads = [
