@@ -138,6 +138,9 @@ def pg_facts_sql(extra: str, *, by_ins: bool, join: str = "") -> str:
     return _PG_FACTS.format(extra=extra) + join + where
 
 
+NO_RECORD = "-"  # a record id no record has (ids are hex): asked about when none was found
+
+
 class FactLoader:
     def __init__(self, actor: Actor, clock: Callable[[], datetime] = utcnow) -> None:
         self.actor = actor
@@ -157,7 +160,8 @@ class FactLoader:
                 )
             )
         ).first()
-        return await self.load(unit, row[0]) if row is not None else None
+        # a miss asks the same questions as a hit (a refusal must not be told by its time)
+        return await self.load(unit, row[0] if row is not None else NO_RECORD)
 
     async def load_many(self, unit: Unit, record_ids: Iterable[str]) -> dict[str, LoadedRecord]:
         ids = sorted({r for r in record_ids if r})
@@ -182,9 +186,9 @@ class FactLoader:
                 .where(records.c.record_id.in_(ids))
             )
         ).all()
-        if not rows:
-            return {}
         found = [r._mapping for r in rows]
+        # on a miss, the same questions all the same: its time must not tell it from a refusal
+        asked = [m["record_id"] for m in found] or ids
         names = _consent_names(self.actor)
         granted: dict[str, list[tuple[str, str, str]]] = {}
         if names:
@@ -195,7 +199,7 @@ class FactLoader:
                     consents.c.actor_kind,
                     consents.c.actor_value,
                 ).where(
-                    consents.c.record_id.in_([m["record_id"] for m in found]),
+                    consents.c.record_id.in_(asked),
                     consents.c.actor_value.in_(names),
                     consents.c.status == "active",
                 )
@@ -207,7 +211,7 @@ class FactLoader:
                 r[0]
                 for r in await unit.conn.execute(
                     select(representatives.c.record_id).where(
-                        representatives.c.record_id.in_([m["record_id"] for m in found]),
+                        representatives.c.record_id.in_(asked),
                         representatives.c.representative_ins == self.actor.ins,
                     )
                 )

@@ -216,6 +216,8 @@ class Reader:
             detail=details.content(binary_id),
         )
         if not decision or loaded is None:
+            if docs and uploaded is None:  # a miss looks for staged content: the same work
+                await binary(unit, rid, binary_id)
             raise NotFound(NOT_FOUND)
         first: bytes | None = None
         if allowed is not None:
