@@ -70,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Host for the French shared medical record (DMP): FHIR R4 / IHE MHD (PDSm).",
         lifespan=lifespan,
-        docs_url="/docs",
+        # the API's description: for development, or where the operator says so (CARNET_API_DOCS)
+        docs_url="/docs" if settings.api_docs_served else None,
+        openapi_url="/openapi.json" if settings.api_docs_served else None,
         redoc_url=None,
         telemetry=None if _otel_wanted() else _NO_TELEMETRY,
     )

@@ -38,6 +38,7 @@ class Core:
                 max_upload_bytes=settings.max_upload_bytes,
                 page_size_default=settings.page_size_default,
                 page_size_max=settings.page_size_max,
+                content_types=settings.content_types,
             ),
             _store=store,
             _writer=TraceWriter(store),

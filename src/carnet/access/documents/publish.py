@@ -322,6 +322,9 @@ class Publisher:
                     field="document.size",
                     reason=Reason.MISMATCH,
                 )
+            self.ctx.limits.check_media_type(
+                entry.content_type or declared or "", "document.content_type"
+            )
             staged = await unit.stage(loaded.record_id, data.data, sha256)
             if entry.hash_sha1 is not None and entry.hash_sha1 != staged.info.sha1:
                 raise Rejected(
@@ -366,6 +369,7 @@ class Publisher:
                 field="content.binary",
                 reason=Reason.NOT_FOUND,
             )
+        self.ctx.limits.check_media_type(found.content_type, "content.content_type")
         entry = doc.entry
         if entry.size is not None and entry.size != found.content.size:
             raise Rejected(
