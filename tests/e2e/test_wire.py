@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import Server, make_settings
@@ -19,10 +21,12 @@ from tests.factories import (
     Factory,
     created_doc_ids,
     docref,
+    label_codes,
     outcome,
     pdf_bytes,
     related_person_resource,
     search_ids,
+    security_labels,
 )
 
 
@@ -200,6 +204,26 @@ def test_put_changing_nothing_answers_the_stored_resource(
     assert body["resourceType"] == "DocumentReference" and body["id"] == did
     assert body == stored.json()
     assert r.headers["etag"] == stored.headers["etag"]
+    # the patient's no-op, with If-Match, and after a real change (version 2)
+    patient = factory.patient(ins)
+    mine = http.get(f"/fhir/DocumentReference/{did}", headers=patient)
+    r = http.put(
+        f"/fhir/DocumentReference/{did}",
+        json=mine.json(),
+        headers={**patient, **FHIR_JSON, "If-Match": mine.headers["etag"]},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == mine.json()
+    masked = {**mine.json()}
+    masked["securityLabel"] = security_labels([*sorted(label_codes(masked)), "MASQUE_PS"])
+    r = http.put(f"/fhir/DocumentReference/{did}", json=masked, headers={**patient, **FHIR_JSON})
+    assert r.status_code == 200, r.text
+    again = http.put(
+        f"/fhir/DocumentReference/{did}", json=r.json(), headers={**patient, **FHIR_JSON}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == r.json()
+    assert again.json()["meta"]["versionId"] == "2"
 
 
 def test_security_label_takes_no_wildcard(http: httpx.Client, factory: Factory, pro: Pro) -> None:
@@ -254,3 +278,92 @@ def test_api_docs_follow_the_setting(prod_server: tuple[Server, bool], server: S
         assert client.get("/healthz").status_code == 200
     with httpx.Client(base_url=server.url) as client:  # the development server shows them
         assert client.get("/openapi.json").status_code == 200
+
+
+# -- a 40 MB CDA of empty elements ------------------------------------------------------------
+
+FILLER_MB = 40
+
+
+def _cda(header_filler: bytes, body_filler: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3">'
+        b'<id root="1.2.250.1.999" extension="big"/><code code="11488-4" '
+        b'codeSystem="2.16.840.1.113883.6.1"/><title>Gros</title>'
+        + header_filler
+        + b'<component><nonXMLBody><text mediaType="text/plain" representation="TXT">'
+        + body_filler
+        + b"</text></nonXMLBody></component></ClinicalDocument>"
+    )
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _while_posting(http: httpx.Client, post: Any) -> tuple[httpx.Response, int, float]:
+    """Run ``post`` in a thread; meanwhile sample this process's RSS (the server runs in it)
+    and time other requests. (response, peak RSS growth, slowest other request)."""
+    import threading
+    import time
+
+    base = _rss()
+    peak = base
+    slowest = 0.0
+    done = threading.Event()
+    out: list[httpx.Response] = []
+
+    def run() -> None:
+        try:
+            out.append(post())
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    with httpx.Client(base_url=str(http.base_url), timeout=60) as other:
+        while not done.is_set():
+            peak = max(peak, _rss())
+            started = time.monotonic()
+            assert other.get("/healthz").status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.02)
+    worker.join()
+    return out[0], peak - base, slowest
+
+
+@pytest.mark.parametrize("where", ["body", "header"])
+def test_a_40mb_cda_of_empty_elements_is_read_bounded_and_off_the_loop(
+    http: httpx.Client, factory: Factory, pro: Pro, where: str
+) -> None:
+    ins, _pid = factory.open_record(pro.headers)
+    filler = b"<x/>" * (FILLER_MB * 1024 * 1024 // 4)
+    data = _cda(filler, b"") if where == "header" else _cda(b"", filler)
+    assert len(data) >= FILLER_MB * 1024 * 1024
+    resource = docref(ins, content=data, inline=True, content_type="text/xml", author_rpps=pro.rpps)
+    if where == "header":
+        del resource["content"][0]["attachment"]["title"]  # to be read from the header
+    body = orjson.dumps(resource)
+    del filler, data, resource
+
+    def post() -> httpx.Response:
+        return http.post(
+            "/fhir/DocumentReference", content=body, headers={**pro.headers, **FHIR_JSON}
+        )
+
+    r, grew, slowest = _while_posting(http, post)
+    if where == "header":
+        # the header is needed and too large to read: a clear refusal
+        issue = outcome(r, 422)
+        assert "too large" in issue["diagnostics"], issue
+    else:
+        # the body is never parsed: the document is stored as any other
+        assert r.status_code == 201, r.text[:500]
+    print(f"{where}: RSS +{grew / 2**20:.0f} MiB, slowest other request {slowest:.3f} s")
+    # before: the whole tree built (1.5 GB for 40 MB), on the event loop (8.6 s waits)
+    assert grew < 700 * 1024 * 1024, f"RSS grew by {grew / 2**20:.0f} MiB"
+    assert slowest < 3.0, f"another request waited {slowest:.2f} s"

@@ -13,6 +13,7 @@ With other content, it is refused (XDSDuplicateUniqueIdInRegistry).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,6 +88,10 @@ class _Content:
     staged: StagedBlob | None = None
 
 
+OFF_LOOP_BYTES = 256 * 1024
+"""Submissions with more inline content than this are read (CDA headers, hashes) in a thread."""
+
+
 class Publisher:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -95,8 +100,22 @@ class Publisher:
 
     async def publish(self, submission: Submission) -> Published:
         # what needs no store, once (the write below may run again on fresh facts): each entry
-        # completed from its CDA header and validated, the content hashed
-        completed: set[str] = set()  # keys of the documents the core completed
+        # completed from its CDA header and validated, the content hashed; in a thread when the
+        # content is large, so that other requests do not wait for it
+        size = sum(
+            len(d.content.data)
+            for d in submission.documents
+            if isinstance(d.content, InlineContent)
+        )
+        if size > OFF_LOOP_BYTES:
+            completed, hashes = await asyncio.to_thread(self._prepare, submission)
+        else:
+            completed, hashes = self._prepare(submission)
+        return await self.ctx.write(lambda unit: self._publish(unit, submission, completed, hashes))
+
+    def _prepare(self, submission: Submission) -> tuple[set[str], dict[str, str]]:
+        """(keys of the documents the core completed, SHA-256 of each inline content)."""
+        completed: set[str] = set()
         for index, doc in enumerate(submission.documents):
             try:
                 if self._complete(doc):
@@ -112,7 +131,7 @@ class Publisher:
             for d in submission.documents
             if isinstance(d.content, InlineContent)
         }
-        return await self.ctx.write(lambda unit: self._publish(unit, submission, completed, hashes))
+        return completed, hashes
 
     async def _publish(
         self, unit: Unit, sub: Submission, completed: set[str], hashes: dict[str, str]
