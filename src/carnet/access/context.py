@@ -133,6 +133,10 @@ class Context:
         """Content written before the write that names it: kept or removed."""
         await self._store.stores[staged.store].settle(staged, keep=keep)
 
+    async def discard(self, store: str, record_id: str, blob_id: str) -> None:
+        """Remove stored content no row names any more (after the write that removed it)."""
+        await self._store.stores[store].discard(record_id, blob_id)
+
     async def upload(self, record_id: str) -> Upload:
         return self._store.content.upload(record_id, await self._store.keys.key_for(record_id))
 
