@@ -20,6 +20,7 @@ from carnet.access.core import Core
 from carnet.auth.dev_issuer import DevIssuer
 from carnet.auth.routes import dev_token_router
 from carnet.auth.tokens import TokenVerifier
+from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.errors import CoreError, NotAuthenticated
 from carnet.fhir.errors import FhirError, from_core
 from carnet.fhir.outcome import error_response, outcome_response
@@ -31,6 +32,9 @@ log = logging.getLogger("carnet")
 
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
+
+SERVER_OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="carnet-server", issuer="carnet")
+"""Who the server's own background tasks act as (the purge of abandoned uploads)."""
 
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
@@ -59,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         core = await Core.start(settings)
         await asyncio.to_thread(warm)  # the FHIR validators, compiled once per process
         app.state.core = core
+        core.start_upload_purger(SERVER_OPERATOR)
         app.state.verifier = TokenVerifier(settings, dev_issuer)
         try:
             yield
@@ -70,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Host for the French shared medical record (DMP): FHIR R4 / IHE MHD (PDSm).",
         lifespan=lifespan,
-        docs_url="/docs",
+        # the API's description: for development, or where the operator says so (CARNET_API_DOCS)
+        docs_url="/docs" if settings.api_docs_served else None,
+        openapi_url="/openapi.json" if settings.api_docs_served else None,
         redoc_url=None,
         telemetry=None if _otel_wanted() else _NO_TELEMETRY,
     )

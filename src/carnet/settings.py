@@ -39,6 +39,30 @@ def _positive(name: str, value: str | None, default: int) -> int:
     return number
 
 
+DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
+    "text/xml",  # CDA R2 (levels 1 and 3), as the PDSm and CI-SIS formats name it
+    "application/xml",
+    "application/hl7-v3+xml",
+    "application/cda+xml",
+    "application/pdf",  # a patient's plain PDF, a CDA level 1 body
+    "text/plain",
+    "text/rtf",  # the other CDA level 1 bodies of the CI-SIS (urn:ihe:iti-fr:xds-sd:*:2010)
+    "image/jpeg",
+    "image/tiff",
+)
+"""The media types a document's content may have (dmp.md §6), lower case, without parameters."""
+
+
+def _content_types(value: str | None) -> tuple[str, ...]:
+    if not value or not value.strip():
+        return DEFAULT_CONTENT_TYPES
+    types = tuple(t.strip().lower() for t in value.split(",") if t.strip())
+    bad = [t for t in types if t.count("/") != 1 or ";" in t or " " in t]
+    if bad:
+        raise ConfigurationError(f"CARNET_CONTENT_TYPES: not media types: {bad}")
+    return types
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with :meth:`from_env` or directly in tests."""
@@ -68,6 +92,15 @@ class Settings:
     smtp_starttls: bool = False
     smtp_user: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
+    api_docs: bool | None = None  # None: on only with the development issuer
+    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+    staged_max_age_seconds: int = 24 * 3600
+    staged_purge_interval_seconds: int = 3600
+
+    @property
+    def api_docs_served(self) -> bool:
+        """Whether /docs and /openapi.json are served (CARNET_API_DOCS, else the dev issuer)."""
+        return self.dev_issuer if self.api_docs is None else self.api_docs
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -100,6 +133,14 @@ class Settings:
             smtp_starttls=_bool(e.get("CARNET_SMTP_STARTTLS")),
             smtp_user=e.get("CARNET_SMTP_USER") or None,
             smtp_password=e.get("CARNET_SMTP_PASSWORD") or None,
+            api_docs=_bool(e["CARNET_API_DOCS"]) if e.get("CARNET_API_DOCS") else None,
+            content_types=_content_types(e.get("CARNET_CONTENT_TYPES")),
+            staged_max_age_seconds=_positive(
+                "CARNET_STAGED_MAX_AGE", e.get("CARNET_STAGED_MAX_AGE"), 24 * 3600
+            ),
+            staged_purge_interval_seconds=_int(
+                "CARNET_STAGED_PURGE_INTERVAL", e.get("CARNET_STAGED_PURGE_INTERVAL"), 3600
+            ),
         )
 
     @property

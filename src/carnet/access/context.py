@@ -21,6 +21,7 @@ from carnet.domain.actors import Actor
 from carnet.domain.audit_verify import VerifyReport
 from carnet.domain.clock import utcnow
 from carnet.domain.content import ContentInfo
+from carnet.domain.errors import Reason, Rejected
 from carnet.store.audit_scan import verify_store
 from carnet.store.bulk import BulkStore
 from carnet.store.content import StagedBlob, Upload
@@ -35,6 +36,18 @@ class Limits:
     max_upload_bytes: int
     page_size_default: int
     page_size_max: int
+    content_types: tuple[str, ...] = ()  # the media types content may have; () : any
+
+    def check_media_type(self, content_type: str, field: str) -> None:
+        """Refuse content whose media type is not one of the configured ones (dmp.md §6)."""
+        media = content_type.split(";")[0].strip().lower()
+        if self.content_types and media not in self.content_types:
+            raise Rejected(
+                f"media type {media or content_type!r} is not accepted here; accepted: "
+                + ", ".join(self.content_types),
+                field=field,
+                reason=Reason.UNKNOWN_CODE,
+            )
 
 
 class ContentStream:
@@ -119,6 +132,10 @@ class Context:
     async def settle(self, staged: StagedBlob, *, keep: bool) -> None:
         """Content written before the write that names it: kept or removed."""
         await self._store.stores[staged.store].settle(staged, keep=keep)
+
+    async def discard(self, store: str, record_id: str, blob_id: str) -> None:
+        """Remove stored content no row names any more (after the write that removed it)."""
+        await self._store.stores[store].discard(record_id, blob_id)
 
     async def upload(self, record_id: str) -> Upload:
         return self._store.content.upload(record_id, await self._store.keys.key_for(record_id))

@@ -178,7 +178,9 @@ _PATIENT_READS = frozenset(
         Action.AUDIT_READ,
     }
 )
-_OPERATOR_ONLY = frozenset({Action.AUDIT_VERIFY, Action.RECORD_PURGE, Action.RECORD_IMPORT})
+_OPERATOR_ONLY = frozenset(
+    {Action.AUDIT_VERIFY, Action.RECORD_PURGE, Action.RECORD_IMPORT, Action.BINARY_PURGE}
+)
 _LIFECYCLE = frozenset({Action.RECORD_CLOSE, Action.RECORD_REOPEN, Action.RECORD_DESTROY})
 _SEARCHES = frozenset({Action.DOCUMENT_SEARCH, Action.LIST_SEARCH})
 _AUTHOR_CHANGES = frozenset({Action.DOCUMENT_REPLACE, Action.DOCUMENT_UPDATE})
@@ -220,7 +222,7 @@ def decide(
     if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION):
         return _decide_create(actor, record)
     if actor.kind is ActorKind.OPERATOR:
-        return _operator(action, record)
+        return _operator(action, record, upload)
     if action in _OPERATOR_ONLY:
         return _deny("operator-only", "only the operator does this")
     if action is Action.AUDIT_READ and event is not None and event.own and event.refusal:
@@ -259,12 +261,16 @@ def decide(
 # -- the operator ---------------------------------------------------------------------------
 
 
-def _operator(action: Action, record: RecordFacts | None) -> Decision:
+def _operator(action: Action, record: RecordFacts | None, upload: UploadFacts | None) -> Decision:
     """The operator runs the service and never reads medical content (dmp.md §1)."""
     if action is Action.AUDIT_VERIFY:
         return _allow("operator", "the operator verifies the trace chains")
     if action is Action.RECORD_IMPORT:
         return _allow("operator", "the operator loads records in bulk")
+    if action is Action.BINARY_PURGE:
+        if upload is None or upload.attached:
+            return _deny("retention", "only uploaded content that no document names is purged")
+        return _allow("retention", "uploaded content that no document named in time is purged")
     if action is Action.RECORD_PURGE:
         if record is None or record.state is not RecordState.CLOSED or record.closed_at is None:
             return _deny("retention", "only a closed record is purged")

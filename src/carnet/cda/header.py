@@ -309,8 +309,84 @@ def _parse_xml(data: bytes) -> etree._Element:
         raise CdaError(f"not well-formed XML: {exc}") from None
 
 
-def _clinical_document(data: bytes) -> tuple[etree._Element, bool]:
-    root = _parse_xml(data)
+MAX_HEADER_ELEMENTS = 10_000
+"""Elements read before the body at most (real headers have a few hundred)."""
+MAX_HEADER_DEPTH = 64
+"""Nesting at most before the body (real headers nest about ten deep)."""
+_FEED = 64 * 1024
+_COMPONENT = f"{{{HL7_NS}}}component"
+_CLINICAL_DOCUMENT = f"{{{HL7_NS}}}ClinicalDocument"
+_NON_XML_BODY = f"{{{HL7_NS}}}nonXMLBody"
+_STRUCTURED_BODY = f"{{{HL7_NS}}}structuredBody"
+
+
+def _is_body(el: etree._Element) -> bool:
+    """``ClinicalDocument/component/structuredBody`` or ``…/nonXMLBody``."""
+    if el.tag not in (_STRUCTURED_BODY, _NON_XML_BODY):
+        return False
+    parent = el.getparent()
+    grand = parent.getparent() if parent is not None else None
+    return (
+        parent is not None
+        and parent.tag == _COMPONENT
+        and (grand is not None and grand.tag == _CLINICAL_DOCUMENT)
+    )
+
+
+def _parse_header_xml(data: bytes) -> etree._Element:
+    """The document's tree up to the start of its body, read as a stream: what follows the
+    header (a level 1 document's content, a level 3 document's sections) is never parsed.
+    Bounded: at most :data:`MAX_HEADER_ELEMENTS` elements, :data:`MAX_HEADER_DEPTH` deep, and
+    lxml's own limits on a text node (``huge_tree`` off)."""
+    if not data or not data.strip():
+        raise CdaError("empty document: no XML content")
+    parser = etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
+    root: etree._Element | None = None
+    count = depth = 0
+    try:
+        for offset in range(0, len(data), _FEED):
+            parser.feed(data[offset : offset + _FEED])
+            for event, item in parser.read_events():
+                if not isinstance(item, etree._Element):
+                    continue  # only element events were asked for
+                el = item
+                if event == "end":
+                    depth -= 1
+                    if el.tag == _NON_XML_BODY and _is_body(el):
+                        return el.getroottree().getroot()
+                    continue
+                count += 1
+                depth += 1
+                if root is None:
+                    root = el
+                top: etree._Element = root
+                if count > MAX_HEADER_ELEMENTS or depth > MAX_HEADER_DEPTH:
+                    raise CdaError(
+                        f"the CDA header is too large: more than {MAX_HEADER_ELEMENTS} "
+                        f"elements or {MAX_HEADER_DEPTH} levels before the body"
+                    )
+                if el.tag == _STRUCTURED_BODY and _is_body(el):
+                    return top
+                parent = el.getparent()
+                if el.tag == f"{{{HL7_NS}}}text" and parent is not None and _is_body(parent):
+                    return top
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        raise CdaError(f"not well-formed XML: {exc}") from None
+    if root is None:
+        raise CdaError("empty document: no XML content")
+    return root
+
+
+def _clinical_document(data: bytes, *, header_only: bool = False) -> tuple[etree._Element, bool]:
+    root = _parse_header_xml(data) if header_only else _parse_xml(data)
     if root.getroottree().docinfo.internalDTD is not None:
         raise CdaError(
             "the document declares a DOCTYPE: DTDs and entity declarations are refused in CDA "
@@ -432,7 +508,7 @@ def parse_header(data: bytes) -> CdaHeader:
     malformed date or version number. Faults that leave the metadata usable are reported in
     ``warnings``.
     """
-    doc, self_presenting = _clinical_document(data)
+    doc, self_presenting = _clinical_document(data, header_only=True)
     r = _Reader(doc)
     w = r.warnings
 

@@ -1,8 +1,9 @@
-"""``carnet purge`` and ``carnet backup``: the operator's lifecycle tasks."""
+"""``carnet purge``, ``purge-uploads`` and ``backup``: the operator's lifecycle tasks."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -41,6 +42,36 @@ def purge(
                     progress.advance(task)
             console.print(f"{len(due)} record(s) destroyed")
             return len(due)
+        finally:
+            await core.close()
+
+    asyncio.run(go())
+
+
+def purge_uploads(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed."),
+) -> None:
+    """Remove raw uploads (Binary) that no document named within CARNET_STAGED_MAX_AGE.
+
+    The server does it every CARNET_STAGED_PURGE_INTERVAL seconds; this runs it now (from cron
+    when the interval is 0). Each removal is the operator's decision, traced in the record.
+    """
+    settings = _settings()
+
+    async def go() -> int:
+        core = await Core.start(settings)
+        try:
+            if dry_run:
+                due = await core.scope(OPERATOR).lifecycle.stale_uploads(
+                    timedelta(seconds=settings.staged_max_age_seconds)
+                )
+                for record_id, binary_id in due:
+                    console.print(f"would remove Binary/{binary_id} of Patient/{record_id}")
+                console.print(f"{len(due)} upload(s) due (dry run: nothing changed)")
+                return len(due)
+            removed = await core.purge_stale_uploads(OPERATOR)
+            console.print(f"{removed} abandoned upload(s) removed")
+            return removed
         finally:
             await core.close()
 

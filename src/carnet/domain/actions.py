@@ -33,6 +33,7 @@ class Action(StrEnum):
     LIST_SEARCH = "list.search"  # submission sets
     BINARY_CREATE = "binary.create"  # content uploaded before its metadata
     BINARY_ATTACH = "binary.attach"  # a document names content uploaded before
+    BINARY_PURGE = "binary.purge"  # uploaded content no document named in time: the operator
     # consents (dmp.md §2, §3; TD0.3)
     CONSENT_READ = "consent.read"
     CONSENT_AUTHORISE = "consent.authorise"  # a professional or a care team may read

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from carnet.domain.errors import Rejected
 
@@ -95,9 +96,11 @@ def parse_ins(system: str | None, value: str | None, *, allow_test: bool, field:
     return Ins(oid=oid, value=check_ins_value(value, field=f"{field}.value"))
 
 
-def find_ins(identifiers: list[dict[str, object]]) -> dict[str, object] | None:
+def find_ins(identifiers: list[Any]) -> dict[str, Any] | None:
     """The identifier entry that claims to be an INS (by its system), if any."""
     for ident in identifiers:
+        if not isinstance(ident, dict):
+            continue  # not an Identifier: the caller answers "no INS"
         system = str(ident.get("system") or "")
         oid = system.removeprefix("urn:oid:")
         if oid in INS_OIDS or oid == OID_NIR_SOCIAL:

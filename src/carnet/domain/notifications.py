@@ -197,8 +197,8 @@ def access_notices(
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """A professional read the record of ``patient`` (an actor id, ``ins:<INS>``): ``doc_id``
-    which document, ``title`` and ``labels`` its title (for the portal only) and its
-    confidentiality codes. Patients' own reads and systems tell nobody. The access to a
+    which document, ``labels`` its confidentiality codes; ``title`` is not written (an outbox
+    row is stored in clear). Patients' own reads and systems tell nobody. The access to a
     document hidden from the patient is told without naming the document.
 
     - emergency access (bris de glace, centre 15): at once, whatever the preferences, by e-mail
@@ -211,13 +211,14 @@ def access_notices(
         return []
     at = now or utcnow()
     if HIDDEN_FROM_PATIENT & set(labels):
-        doc_id = title = None
+        doc_id = None
     payload: dict[str, Any] = {
         "actor": actor_payload(actor),
         "mode": actor.mode.value,
         "at": iso(at),
         "doc_id": doc_id,
-        "title": title,  # portal only: never in an e-mail
+        # never the title: outbox rows are not sealed, and a title is medical data (issue 7);
+        # the portal entry links to the document, whose title its reader may see there
     }
     recipients: list[Recipient] = []
     if actor.mode in EMERGENCY_MODES:
@@ -265,7 +266,7 @@ def new_document_notices(
 ) -> list[dict[str, Any]]:
     """A document was added to the record: the patient is told only if they asked for it
     (preference ``new_documents``), and never of a document hidden from them (``labels``).
-    The e-mail never carries the title; the portal may."""
+    No row carries the title (an outbox row is stored in clear)."""
     if HIDDEN_FROM_PATIENT & set(labels) or not prefs.new_documents or actor.id == patient:
         return []
     at = now or utcnow()
@@ -277,8 +278,7 @@ def new_document_notices(
     payload = {
         "actor": actor_payload(actor),
         "at": iso(at),
-        "doc_id": doc_id,
-        "title": title,  # portal only
+        "doc_id": doc_id,  # never the title (see access_notices)
     }
     return outbox_rows(
         record_id=record_id,

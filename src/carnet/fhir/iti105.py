@@ -22,16 +22,14 @@ from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable, render_docref
 from carnet.fhir.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
 from carnet.fhir.submission import decode_data, implicit_submission_set, subject_ref
-from carnet.fhir.validation import validate
-from carnet.fhir.wire import etag, fhir_response, read_resource
+from carnet.fhir.wire import etag, fhir_response, read_valid_resource
 
 
 async def simplified_publish(request: Request) -> Response:
     scope = await scope_of(request)
     settings = settings_of(request)
     base = base_url(request)
-    resource = await read_resource(request, settings.max_upload_bytes, "DocumentReference")
-    validate(resource)
+    resource = await read_valid_resource(request, settings.max_upload_bytes, "DocumentReference")
     condition = request.headers.get("if-none-exist")
     if condition:
         pairs = parse_qsl(condition)

@@ -26,8 +26,7 @@ from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
 from carnet.fhir.submission import decode_data, subject_ref, submission_set_from_list
-from carnet.fhir.validation import validate
-from carnet.fhir.wire import etag, fhir_response, read_resource
+from carnet.fhir.wire import etag, fhir_response, read_valid_resource
 
 
 @dataclass(slots=True)
@@ -238,8 +237,7 @@ def transaction_response(
 async def provide_document_bundle(request: Request) -> Response:
     scope = await scope_of(request)
     settings = settings_of(request)
-    bundle = await read_resource(request, settings.max_upload_bytes, "Bundle")
-    validate(bundle)
+    bundle = await read_valid_resource(request, settings.max_upload_bytes, "Bundle")
     parsed = build_submission(bundle, allow_test=settings.allow_test_ins, actor_id=scope.actor.id)
     try:
         result = await scope.documents.publish(parsed.submission)

@@ -22,6 +22,25 @@ WHOLE = 1024 * 1024
 and a send per chunk); larger content is streamed chunk by chunk."""
 
 
+SAFE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+}
+"""On every content response: the browser takes the Content-Type as given, and whatever it
+renders runs in a sandbox with nothing loaded from anywhere (no script, style, image or frame)."""
+
+INLINE_TYPES = frozenset({"application/pdf", "text/plain", "image/jpeg", "image/png", "image/tiff"})
+"""Media types a browser shows without running anything: served inline. Anything else (HTML, SVG,
+XML with its stylesheets, scripts, unknown types) is served as an attachment, to be saved."""
+
+
+def content_headers(content_type: str, name: str) -> dict[str, str]:
+    media = content_type.split(";")[0].strip().lower()
+    disposition = "inline" if media in INLINE_TYPES else "attachment"
+    safe_name = "".join(c for c in name if c.isalnum() or c in "-_.")[:100] or "content"
+    return {**SAFE_HEADERS, "Content-Disposition": f'{disposition}; filename="{safe_name}"'}
+
+
 def _none_match(header: str | None, tag: str) -> bool:
     """If-None-Match (RFC 9110 §13.1.2): ``*`` or a list of tags, compared weakly."""
     if header is None:
@@ -46,11 +65,16 @@ async def retrieve(request: Request) -> Response:
                 "contentType": content.info.content_type,
                 "data": base64.b64encode(data).decode(),
             },
-            headers={"ETag": tag},
+            headers={"ETag": tag, **SAFE_HEADERS},
         )
     if _none_match(request.headers.get("if-none-match"), tag):
-        return Response(status_code=304, headers={"ETag": tag})
-    headers = {"ETag": tag, "Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
+        return Response(status_code=304, headers={"ETag": tag, **SAFE_HEADERS})
+    headers = {
+        "ETag": tag,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-store",
+        **content_headers(content.info.content_type, request.path_params["id"]),
+    }
     range_header = request.headers.get("range")
     if range_header and request.headers.get("if-range", tag) == tag:
         m = _RANGE.match(range_header.strip())

@@ -46,14 +46,15 @@ def parse_related_person(resource: dict[str, Any], *, allow_test: bool) -> Repre
         allow_test=allow_test,
         field="RelatedPerson.identifier",
     )
+    relationships = resource.get("relationship")
     codes = [
         c.get("code")
-        for rel in resource.get("relationship") or []
-        if isinstance(rel, dict)
-        for c in rel.get("coding") or []
+        for rel in (relationships if isinstance(relationships, list) else [])
+        if isinstance(rel, dict) and isinstance(rel.get("coding"), list)
+        for c in rel["coding"]
         if isinstance(c, dict)
     ]
-    role = next((str(c) for c in codes if c in LEGAL_ROLES), None)
+    role = next((c for c in codes if isinstance(c, str) and c in LEGAL_ROLES), None)
     if role is None:
         raise UnprocessableEntity(
             "relationship must say a legal representative (v3-RoleCode GUARD, PRN, MTH, FTH)",
@@ -68,7 +69,7 @@ async def create_related_person(request: Request) -> Response:
     resource = await read_resource(request, settings.max_upload_bytes, "RelatedPerson")
     patient = resource.get("patient")
     ref = patient.get("reference") if isinstance(patient, dict) else None
-    if not isinstance(ref, str) or "Patient/" not in ref:
+    if not isinstance(ref, str) or "Patient/" not in ref or not ref.rsplit("Patient/", 1)[1]:
         raise InvalidInput(
             "RelatedPerson.patient must reference Patient/<id>", expression="RelatedPerson.patient"
         )

@@ -119,11 +119,13 @@ def decode_cursor(params: QueryParams) -> tuple[datetime, str] | None:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
         date_s, ident = text.split("|", 1)
-        return datetime.fromisoformat(date_s), ident
+        date = datetime.fromisoformat(date_s)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput(
-            "_cursor is not a cursor this server issued", expression="_cursor"
-        ) from None
+        date, ident = None, ""
+    # a cursor this server issued: a naive UTC date (the stored form) and a non-empty id
+    if date is None or date.tzinfo is not None or not ident or not ident.isprintable():
+        raise InvalidInput("_cursor is not a cursor this server issued", expression="_cursor")
+    return date, ident
 
 
 def references(params: QueryParams, name: str, resource: str) -> list[list[str]]:

@@ -74,7 +74,17 @@ def _period(param: DateParam) -> list[ColumnElement[bool]]:
 def _labels(param: TokenParam) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     for values in param:
-        out.append(or_(*[documents.c.security_labels.contains(f" {t.code} ") for t in values]))
+        # one whole label: LIKE's wildcards in the code escaped; a code with a space is no label
+        out.append(
+            or_(
+                *[
+                    documents.c.security_labels.contains(f" {t.code} ", autoescape=True)
+                    if t.code and not any(ch.isspace() for ch in t.code)
+                    else false()
+                    for t in values
+                ]
+            )
+        )
     return out
 
 

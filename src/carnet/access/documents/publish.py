@@ -13,6 +13,7 @@ With other content, it is refused (XDSDuplicateUniqueIdInRegistry).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,6 +97,10 @@ class _Content:
     staged: StagedBlob | None = None
 
 
+OFF_LOOP_BYTES = 256 * 1024
+"""Submissions with more inline content than this are read (CDA headers, hashes) in a thread."""
+
+
 class Publisher:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -104,8 +109,22 @@ class Publisher:
 
     async def publish(self, submission: Submission) -> Published:
         # what needs no store, once (the write below may run again on fresh facts): each entry
-        # completed from its CDA header and validated, the content hashed
-        completed: set[str] = set()  # keys of the documents the core completed
+        # completed from its CDA header and validated, the content hashed; in a thread when the
+        # content is large, so that other requests do not wait for it
+        size = sum(
+            len(d.content.data)
+            for d in submission.documents
+            if isinstance(d.content, InlineContent)
+        )
+        if size > OFF_LOOP_BYTES:
+            completed, hashes = await asyncio.to_thread(self._prepare, submission)
+        else:
+            completed, hashes = self._prepare(submission)
+        return await self.ctx.write(lambda unit: self._publish(unit, submission, completed, hashes))
+
+    def _prepare(self, submission: Submission) -> tuple[set[str], dict[str, str]]:
+        """(keys of the documents the core completed, SHA-256 of each inline content)."""
+        completed: set[str] = set()
         for index, doc in enumerate(submission.documents):
             try:
                 if self._complete(doc):
@@ -121,7 +140,7 @@ class Publisher:
             for d in submission.documents
             if isinstance(d.content, InlineContent)
         }
-        return await self.ctx.write(lambda unit: self._publish(unit, submission, completed, hashes))
+        return completed, hashes
 
     async def _publish(
         self, unit: Unit, sub: Submission, completed: set[str], hashes: dict[str, str]
@@ -332,6 +351,9 @@ class Publisher:
                     field="document.size",
                     reason=Reason.MISMATCH,
                 )
+            self.ctx.limits.check_media_type(
+                entry.content_type or declared or "", "document.content_type"
+            )
             staged = await unit.stage(loaded.record_id, data.data, sha256)
             if entry.hash_sha1 is not None and entry.hash_sha1 != staged.info.sha1:
                 raise Rejected(
@@ -376,6 +398,7 @@ class Publisher:
                 field="content.binary",
                 reason=Reason.NOT_FOUND,
             )
+        self.ctx.limits.check_media_type(found.content_type, "content.content_type")
         entry = doc.entry
         if entry.size is not None and entry.size != found.content.size:
             raise Rejected(

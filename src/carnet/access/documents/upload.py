@@ -43,6 +43,7 @@ class Uploader:
                     else Refused(f"not allowed: {decision.reason}")
                 )
 
+        self.ctx.limits.check_media_type(content_type, "content.content_type")
         await self.ctx.read(check)
         upload = await self.ctx.upload(record_id)
         limit = self.ctx.limits.max_upload_bytes

@@ -10,14 +10,16 @@ state ``destroyed``) and the traces, which say that it happened.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Exists, and_, exists, func, select
 
 from carnet.access.context import Context
 from carnet.access.facts import LoadedRecord
-from carnet.access.policy import RETENTION
+from carnet.access.policy import RETENTION, UploadFacts
 from carnet.access.records.repository import record_of_row, record_values
 from carnet.access.unit_of_work import Unit
+from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.records import Record, RecordState
 from carnet.store.batch import Delete, Update
@@ -138,3 +140,96 @@ class LifecycleService:
         tomb = await self.ctx.write(operation)
         await self.ctx.shred(record_id)
         return tomb
+
+    # -- uploads no document named ----------------------------------------------------------
+    async def stale_uploads(self, older_than: timedelta) -> list[tuple[str, str]]:
+        """(record id, binary id) of raw uploads older than ``older_than`` that no document
+        names: abandoned (an upload is meant to be named by a document soon after)."""
+        limit = self.ctx.now() - older_than
+
+        async def operation(unit: Unit) -> list[tuple[str, str]]:
+            rows = await unit.conn.execute(
+                select(binaries.c.record_id, binaries.c.binary_id)
+                .where(binaries.c.created_at < limit, ~_named(binaries.c.record_id))
+                .order_by(binaries.c.record_id, binaries.c.binary_id)
+            )
+            return [(r[0], r[1]) for r in rows]
+
+        return await self.ctx.read(operation)
+
+    async def purge_upload(self, record_id: str, binary_id: str) -> bool:
+        """Remove an upload no document names (its row; its content when nothing else uses
+        it): the operator's decision, traced. False if a document names it by now."""
+
+        async def operation(unit: Unit) -> tuple[str, str] | bool | None:
+            loaded = await self.ctx.facts.load(unit, record_id)
+            row = (
+                await unit.conn.execute(
+                    select(binaries.c.sha256, _named(binaries.c.record_id).label("named")).where(
+                        binaries.c.record_id == record_id, binaries.c.binary_id == binary_id
+                    )
+                )
+            ).first()
+            if row is None or loaded is None:
+                return False
+            if row.named:
+                return False  # named by a document meanwhile: not abandoned
+            self.guard.check(
+                unit,
+                Action.BINARY_PURGE,
+                loaded.facts,
+                upload=UploadFacts(by_actor=False, attached=bool(row.named)),
+                record_id=record_id,
+                detail=details.binary(binary_id),
+                hide=False,
+            )
+            unit.add(Delete(binaries, {"record_id": record_id, "binary_id": binary_id}))
+            # a publish deciding on this upload meanwhile decides again (and finds it gone)
+            unit.add(
+                Update(
+                    records,
+                    where={"record_id": record_id, "rules_version": loaded.rules_version},
+                    values={"rules_version": loaded.rules_version + 1},
+                )
+            )
+            others = (
+                await unit.conn.execute(
+                    select(func.count()).where(
+                        binaries.c.record_id == record_id,
+                        binaries.c.sha256 == row.sha256,
+                        binaries.c.binary_id != binary_id,
+                    )
+                )
+            ).scalar_one() + (
+                await unit.conn.execute(
+                    select(func.count()).where(
+                        documents.c.record_id == record_id, documents.c.sha256 == row.sha256
+                    )
+                )
+            ).scalar_one()
+            if others:
+                return None
+            content = (
+                await unit.conn.execute(
+                    select(contents.c.blob_id, contents.c.store).where(
+                        contents.c.record_id == record_id, contents.c.sha256 == row.sha256
+                    )
+                )
+            ).first()
+            if content is None:
+                return None
+            unit.add(Delete(contents, {"record_id": record_id, "sha256": row.sha256}))
+            unit.add(Delete(content_chunks, {"record_id": record_id, "blob_id": content.blob_id}))
+            return (content.store, content.blob_id)
+
+        done = await self.ctx.write(operation)
+        if isinstance(done, tuple):
+            await self.ctx.discard(done[0], record_id, done[1])
+        return done is not False
+
+
+def _named(record_id: ColumnElement[str]) -> Exists:
+    """Whether a document names the upload of the row at hand."""
+    return exists().where(
+        and_(documents.c.record_id == record_id, documents.c.binary_id == binaries.c.binary_id)
+    )
