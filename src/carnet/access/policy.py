@@ -32,8 +32,9 @@ Writing: anyone who may reach an active record adds documents to it (a blocked p
 too; the patient only class ``90``); content uploaded before its metadata is attached only by
 whoever uploaded it; only the author replaces, deletes, archives or changes the ``INVISIBLE_*``
 flags of a document; the patient (or a representative) masks and unmasks (``MASQUE_PS``),
-manages consents, emergency consents, representatives and the médecin traitant; the patient
-alone closes, reopens and destroys the record. A professional may record the patient's consent
+manages consents, emergency consents, representatives, the médecin traitant, contact details and
+notification preferences (a professional changes identity traits only); the patient alone
+closes, reopens and destroys the record. A professional may record the patient's consent
 to their own or another professional's access (TD0.3), never a block, and never lift one.
 
 Traces: the patient and their representatives read every trace of the record, the médecin
@@ -148,6 +149,7 @@ MatrixCheck = Callable[[str | None, str | None, str | None, str | None], bool]
 _PATIENT_MANAGES = frozenset(
     {
         Action.RECORD_UPDATE,
+        Action.RECORD_CONTACT,
         Action.RECORD_DESIGNATE,
         Action.CONSENT_AUTHORISE,
         Action.CONSENT_BLOCK,
@@ -371,6 +373,13 @@ def _professional(
                 "blocked", "the patient blocked this professional: only the patient lifts a block"
             )
         return _allow("consent", "a professional records the patient's consent (TD0.3)")
+    if action is Action.RECORD_CONTACT:
+        # dmp.md §5: the patient is told of every access; whoever could change where they are
+        # told, or turn notices off, could read unseen
+        return _deny(
+            "patient-only",
+            "only the patient (or a representative) changes contact details and notifications",
+        )
     if action in (Action.DOCUMENT_MASK, Action.RECORD_DESIGNATE) or action in _LIFECYCLE:
         return _deny("patient-only", "only the patient does this")
     if action in _PATIENT_MANAGES and action is not Action.RECORD_UPDATE:

@@ -16,7 +16,8 @@ class Action(StrEnum):
     RECORD_OBJECTION = "record.objection"  # a person objects to the creation of their record
     RECORD_STATUS = "record.status"  # TD0.2: existence and state only
     RECORD_READ = "record.read"  # identity traits
-    RECORD_UPDATE = "record.update"  # identity traits, notification preferences
+    RECORD_UPDATE = "record.update"  # identity traits
+    RECORD_CONTACT = "record.contact"  # contact details, notification preferences: the patient
     RECORD_DESIGNATE = "record.designate"  # the médecin traitant
     RECORD_CLOSE = "record.close"
     RECORD_REOPEN = "record.reopen"

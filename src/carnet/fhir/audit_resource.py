@@ -52,6 +52,7 @@ VERBS: dict[str, str] = {
     "revoke": "U",
     "emergency": "U",
     "designate": "U",
+    "contact": "U",
     "close": "U",
     "reopen": "U",
     "add": "U",

@@ -29,6 +29,7 @@ from carnet.domain.actors import RPPS_SYSTEM, ActorKind
 from carnet.domain.clock import iso, new_id
 from carnet.domain.errors import Conflict, NotFound, Reason, Refused, Rejected, Stale
 from carnet.domain.ins import Ins
+from carnet.domain.notifications import Preferences
 from carnet.domain.records import (
     CreationConsent,
     EmergencyChoices,
@@ -328,6 +329,9 @@ class RecordService:
                 changes.append((Action.CONSENT_EMERGENCY, _emergency_detail(emergency)))
             if treating != record.treating_physician:
                 changes.append((Action.RECORD_DESIGNATE, treating or "none"))
+            contact = _contact_changes(loaded.preferences, patient)
+            if contact:
+                changes.append((Action.RECORD_CONTACT, " ".join(contact)))
             changes.append((Action.RECORD_UPDATE, None))
             if state is RecordState.CLOSED and record.state is RecordState.ACTIVE:
                 changes.append((Action.RECORD_CLOSE, None))
@@ -403,6 +407,24 @@ class RecordService:
             return views[: self.ctx.limits.page_size_max]
 
         return await self.ctx.read(operation)
+
+
+def _contact_changes(stored: Preferences, patient: PatientInput) -> list[str]:
+    """Which of the patient's contact details and notification choices ``patient`` changes
+    (their names, never their values: a trace does not carry an address)."""
+    asked = preference_changes(email=patient.email)
+    p = patient.preferences
+    changed = ["email"] if asked.get("email") != stored.email else []
+    if p is not None:
+        if p.new_documents is not None and p.new_documents != stored.new_documents:
+            changed.append("new_documents")
+        if p.portal is not None and p.portal != stored.portal:
+            changed.append("portal")
+        if p.access_mode is not None:
+            mode = preference_changes(access_mode=p.access_mode)["access_mode"]
+            if mode != stored.access_mode.value:
+                changed.append("access_notices")
+    return changed
 
 
 def _emergency_detail(e: EmergencyConsents) -> str:
