@@ -123,7 +123,7 @@ def test_replacement_example_accepted_on_a_real_document(
     assert "doc-x-id" in issue["diagnostics"]
     repl = json.loads(json.dumps(repl).replace("doc-x-id", old))
     # only the author replaces
-    stranger = factory.professional(rpps="810000000099")
+    stranger = factory.professional(rpps="810000000090")
     outcome(http.post("/fhir", json=repl, headers={**stranger, **FHIR_JSON}), 403)
     r = http.post("/fhir", json=repl, headers={**pro, **FHIR_JSON})
     assert r.status_code == 200, r.text

@@ -13,19 +13,24 @@ import pytest
 from sqlalchemy import select
 
 from carnet.store.db import create_engine
-from carnet.store.tables import audit_events, notification_preferences, outbox
+from carnet.store.tables import audit_events, notification_preferences, outbox, records
 from tests.conftest import Server
 from tests.factories import (
     CARNET_EXT,
     FHIR_JSON,
     NIR_OID,
+    RPPS,
     TEST_OID,
     Factory,
     Person,
     Rules,
+    bundle,
     consent_resource,
+    docref,
     outcome,
-    random_nir,
+    patient_resource,
+    pdf_bytes,
+    random_idnatps,
 )
 
 PREFS_EXT = f"{CARNET_EXT}/dmp-notification-preferences"
@@ -182,5 +187,126 @@ def test_the_patient_and_a_representative_change_the_contact(rules: Rules) -> No
     assert r.status_code == 200, r.text
 
 
-def _unused(*_: object) -> None:  # keeps imports used while sections are added
-    _ = (NIR_OID, Person, random_nir)
+# -- 2. one record per person, whatever the OID of their INS -----------------------------------
+
+
+def test_the_same_ins_under_another_oid_is_the_same_person(
+    rules: Rules, factory: Factory, server: Server
+) -> None:
+    opener = rules.pro()
+    ins, pid, _patient = rules.record(opener)  # INS-NIR de test
+    doc = rules.doc(ins, opener)
+    # a second record for the same INS value under INS-NIR: refused as a duplicate
+    attacker = rules.pro()
+    r = rules.http.post(
+        "/fhir/Patient",
+        json=patient_resource(ins, oid=NIR_OID, family="AUTRE"),
+        headers={**attacker.headers, **FHIR_JSON},
+    )
+    assert "already exists" in outcome(r, 409)["diagnostics"]
+    # nor by the person themself online, with a token of the other OID
+    as_nir = Person(factory.token(kind="patient", ins=ins, ins_oid=NIR_OID), ins=ins)
+    r = rules.http.post(
+        "/fhir/Patient",
+        json=patient_resource(ins, oid=NIR_OID),
+        headers={**as_nir.headers, **FHIR_JSON},
+    )
+    assert "already exists" in outcome(r, 409)["diagnostics"]
+    # the one record is theirs whatever the OID of their token; they see it once
+    assert rules.read(as_nir, doc).status_code == 200
+    r = rules.http.get("/fhir/Patient", headers=as_nir.headers)
+    assert [e["resource"]["id"] for e in r.json().get("entry", [])] == [pid]
+    # searches by INS match the value, under any INS OID; any other system names nobody
+    for system in (NIR_OID, TEST_OID, "1.2.250.1.213.1.4.9"):
+        r = rules.http.get(
+            "/fhir/DocumentReference",
+            params={"patient.identifier": f"urn:oid:{system}|{ins}"},
+            headers=opener.headers,
+        )
+        assert [e["resource"]["id"] for e in r.json().get("entry", [])] == [doc], system
+        r = rules.http.get(
+            "/fhir/Patient",
+            params={"identifier": f"urn:oid:{system}|{ins}"},
+            headers=opener.headers,
+        )
+        assert [e["resource"]["id"] for e in r.json()["entry"]] == [pid], system
+    for system in ("urn:oid:1.2.3.4", "urn:oid:1.2.250.1.213.1.4.13"):
+        r = rules.http.get(
+            "/fhir/DocumentReference",
+            params={"patient.identifier": f"{system}|{ins}"},
+            headers=opener.headers,
+        )
+        assert r.status_code == 200 and r.json()["total"] == 0, r.text
+    # a document posted for the INS under INS-NIR lands in the same record
+    r = rules.http.post(
+        "/fhir",
+        json=bundle(ins, [(docref(ins, oid=NIR_OID), pdf_bytes(), "application/pdf")], oid=NIR_OID),
+        headers={**opener.headers, **FHIR_JSON},
+    )
+    assert r.status_code == 200, r.text
+    assert len(rules.visible(opener, pid)) == 2
+    rows = _rows(server, select(records.c.record_id).where(records.c.ins_value == ins))
+    assert [row["record_id"] for row in rows] == [pid]
+
+
+# -- 4. RPPS and IdNatPS are one professional -------------------------------------------------
+
+
+def test_a_bare_rpps_token_is_the_blocked_idnatps(rules: Rules, factory: Factory) -> None:
+    opener = rules.pro()
+    ins, pid, patient = rules.record(opener)
+    doc = rules.doc(ins, opener)
+    structure = "750712184"
+    target = random_idnatps()  # 8 + RPPS
+    bare = target[1:]
+    # the patient authorises the care team of a structure, and blocks one professional of it
+    assert rules.consent(patient, pid, structure=structure).status_code == 201
+    assert rules.consent(patient, pid, decision="deny", rpps=target).status_code == 201
+    colleague = Person(factory.professional(rpps=random_idnatps(), structure=structure))
+    assert rules.read(colleague, doc).status_code == 200
+    # the blocked professional comes back with the bare RPPS number in their token: still them
+    for rpps in (bare, target):
+        blocked = Person(factory.professional(rpps=rpps, structure=structure), rpps=rpps)
+        outcome(rules.read(blocked, doc), 404)
+        assert rules.search(blocked, pid)["total"] == 0
+    # a token can carry neither a full-width digit nor a wrong Luhn key
+    for rpps in (target[:5] + "\uff10" + target[6:], target[:-1] + str((int(target[-1]) + 1) % 10)):
+        r = rules.http.post(
+            "/dev/token", json={"kind": "professional", "rpps": rpps, "profession": "10"}
+        )
+        assert r.status_code == 400 and "rpps" in r.text, r.text
+
+
+def test_a_block_must_name_a_professional_in_ascii_digits(rules: Rules) -> None:
+    opener = rules.pro()
+    ins, pid, patient = rules.record(opener)
+    target = random_idnatps()
+    wide = target[:4] + chr(0xFF10 + int(target[4])) + target[5:]  # one full-width digit
+    r = rules.consent(patient, pid, decision="deny", rpps=wide)
+    assert r.status_code in (400, 422), r.text
+    outcome(r, r.status_code)
+    r = rules.consent(patient, pid, decision="deny", rpps=target[1:])  # bare RPPS: accepted
+    assert r.status_code == 201, r.text
+    doc = rules.doc(ins, opener)
+    assert rules.consent(patient, pid, rpps=opener.rpps).status_code == 201
+    blocked = Person(rules.factory.professional(rpps=target), rpps=target)
+    outcome(rules.read(blocked, doc), 404)
+
+
+def test_the_treating_physician_named_by_bare_rpps_is_their_idnatps(rules: Rules) -> None:
+    opener = rules.pro()
+    ins, pid, patient = rules.record(opener)
+    masked = rules.doc(ins, opener, labels=["N", "MASQUE_PS"])
+    gp = random_idnatps()
+    body = rules.patient_resource(patient, pid)
+    body["generalPractitioner"] = [{"identifier": {"system": RPPS, "value": gp[1:]}}]
+    r = rules.put_patient(patient, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["generalPractitioner"] == [{"identifier": {"system": RPPS, "value": gp[1:]}}]
+    for rpps in (gp, gp[1:]):
+        doctor = Person(rules.factory.professional(rpps=rpps), rpps=rpps)
+        assert rules.read(doctor, masked).status_code == 200  # the médecin traitant reads masked
+    body["generalPractitioner"] = [
+        {"identifier": {"system": RPPS, "value": gp[:3] + "\uff11" + gp[4:]}}
+    ]
+    outcome(rules.put_patient(patient, body), 422)

@@ -194,9 +194,7 @@ class RecordService:
     async def _refuse_objection_or_duplicate(self, unit: Unit, ins: Ins) -> None:
         objected = (
             await unit.conn.execute(
-                select(objections.c.recorded_at).where(
-                    objections.c.ins_oid == ins.oid, objections.c.ins_value == ins.value
-                )
+                select(objections.c.recorded_at).where(objections.c.ins_value == ins.value)
             )
         ).first()
         if objected is not None:
@@ -208,9 +206,8 @@ class RecordService:
             )
         existing = (
             await unit.conn.execute(
-                select(records.c.record_id, records.c.state).where(
-                    records.c.ins_oid == ins.oid, records.c.ins_value == ins.value
-                )
+                # one record per person: the same INS value under any OID is the same INS
+                select(records.c.record_id, records.c.state).where(records.c.ins_value == ins.value)
             )
         ).first()
         if existing is not None and existing[1] == RecordState.DESTROYED.value:
