@@ -249,6 +249,56 @@ def test_the_same_ins_under_another_oid_is_the_same_person(
     assert [row["record_id"] for row in rows] == [pid]
 
 
+# -- 3. an emergency access names exactly one patient per request ------------------------------
+
+REASON = "patient inconscient aux urgences"
+
+
+@pytest.mark.parametrize("mode", ["bris_de_glace", "centre_15"])
+def test_an_emergency_access_names_one_patient(rules: Rules, server: Server, mode: str) -> None:
+    opener = rules.pro()
+    people = [rules.record(opener) for _ in range(3)]
+    for ins, _pid, _patient in people:
+        rules.doc(ins, opener)
+    claims = {"mode": mode, **({"reason": REASON} if mode == "bris_de_glace" else {})}
+    doctor = rules.pro(**claims)
+    inses = ",".join(f"urn:oid:{TEST_OID}|{ins}" for ins, _p, _x in people)
+    pids = ",".join(pid for _i, pid, _x in people)
+    refused = [
+        ("/fhir/DocumentReference", {"patient.identifier": inses}),
+        ("/fhir/DocumentReference", {"patient": pids}),
+        ("/fhir/DocumentReference", {"type": "11488-4"}),
+        ("/fhir/DocumentReference", {}),
+        ("/fhir/List", {"patient.identifier": inses}),
+        ("/fhir/List", {"patient": pids}),
+        ("/fhir/List", {}),
+        ("/fhir/Patient", {"identifier": inses}),
+        ("/fhir/Patient", {"_id": pids}),
+        ("/fhir/Patient", {"family": "DURAND"}),
+    ]
+    for path, params in refused:
+        r = rules.http.get(path, params=params, headers=doctor.headers)
+        issue = outcome(r, 400)
+        assert issue["expression"] == ["patient"], (path, params, issue)
+        assert "exactly one patient" in issue["diagnostics"], issue
+    # each refusal traced once, as such, on no record
+    traces = [t for t in _traces(server, f"rpps:{doctor.rpps}") if t["outcome"] == "deny"]
+    assert len(traces) == len(refused)
+    assert {t["record_id"] for t in traces} == {""}
+    assert {t["rule"] for t in traces} == {mode.replace("_", "-")}
+    # the same INS under two OIDs is one patient; one patient works on every path
+    ins, pid, _patient = people[0]
+    one = f"urn:oid:{TEST_OID}|{ins},urn:oid:{NIR_OID}|{ins}"
+    for path, params in [
+        ("/fhir/DocumentReference", {"patient.identifier": one}),
+        ("/fhir/DocumentReference", {"patient": pid}),
+        ("/fhir/List", {"patient": pid}),
+        ("/fhir/Patient", {"identifier": one}),
+    ]:
+        r = rules.http.get(path, params=params, headers=doctor.headers)
+        assert r.status_code == 200 and r.json()["total"] == 1, (path, r.text)
+
+
 # -- 4. RPPS and IdNatPS are one professional -------------------------------------------------
 
 

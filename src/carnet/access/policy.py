@@ -75,6 +75,7 @@ __all__ = [
     "MatrixCheck",
     "RecordFacts",
     "RecordState",
+    "SearchFacts",
     "UploadFacts",
     "decide",
 ]
@@ -132,6 +133,14 @@ class EventFacts:
 
     own: bool  # the reader is the trace's actor
     refusal: bool = False  # it traces a refusal of the reader's (shown as of something missing)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFacts:
+    """What a request names before any record is looked at: how many distinct patients (by
+    record id or INS value; 0 when it names none). Decided on its own, ``record`` None."""
+
+    patients_named: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +204,7 @@ def decide(
     consent: ConsentFacts | None = None,
     upload: UploadFacts | None = None,
     event: EventFacts | None = None,
+    search: SearchFacts | None = None,
     matrix: MatrixCheck = _deny_all,
 ) -> Decision:
     """Allow or deny ``action`` by ``actor`` on ``record`` (and ``document``, the professional
@@ -205,6 +215,8 @@ def decide(
     """
     if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION):
         return _decide_create(actor, record)
+    if search is not None:
+        return _search_scope(actor, search)
     if actor.kind is ActorKind.OPERATOR:
         return _operator(action, record)
     if action in _OPERATOR_ONLY:
@@ -450,6 +462,20 @@ def _emergency(
     ):
         return _deny("masked", "the patient did not allow masked documents in an emergency")
     return _allow(rule, "emergency access")
+
+
+def _search_scope(actor: Actor, search: SearchFacts) -> Decision:
+    """What a search may name, before any record: an emergency access (rules 6 and 7) is for
+    one patient in distress, so it names exactly one patient per request (dmp.md §3)."""
+    if actor.kind is ActorKind.PROFESSIONAL and actor.mode is not AccessMode.NORMAL:
+        rule = "bris-de-glace" if actor.mode is AccessMode.BRIS_DE_GLACE else "centre-15"
+        if search.patients_named != 1:
+            return _deny(
+                rule,
+                "an emergency access (bris_de_glace, centre_15) names exactly one patient per "
+                f"request; this one names {search.patients_named}",
+            )
+    return _allow("search-scope", "the request names what it may")
 
 
 def _decide_create(actor: Actor, candidate: RecordFacts | None) -> Decision:

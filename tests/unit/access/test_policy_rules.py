@@ -14,6 +14,7 @@ from carnet.access.policy import (
     EventFacts,
     RecordFacts,
     RecordState,
+    SearchFacts,
     UploadFacts,
     decide,
 )
@@ -697,3 +698,14 @@ def test_more_facts(
     decision = decide(actor, action, record, matrix=matrix, **facts)  # type: ignore[arg-type]
     assert decision.allowed is allowed, decision
     assert decision.rule == rule, decision
+
+
+def test_an_emergency_access_names_exactly_one_patient() -> None:
+    for actor in (BDG, C15):
+        for named in (0, 2, 4):
+            d = decide(actor, Action.DOCUMENT_SEARCH, None, search=SearchFacts(named))
+            assert not d and "exactly one patient" in d.reason
+        assert decide(actor, Action.DOCUMENT_SEARCH, None, search=SearchFacts(1))
+    for actor in (GP, PATIENT):
+        assert decide(actor, Action.DOCUMENT_SEARCH, None, search=SearchFacts(0))
+        assert decide(actor, Action.LIST_SEARCH, None, search=SearchFacts(3))

@@ -150,6 +150,7 @@ class Searcher:
     # -- ITI-67 ---------------------------------------------------------------------------------
     async def search(self, criteria: DocumentCriteria) -> DocumentPage:
         async def operation(unit: Unit) -> DocumentPage:
+            self.guard.check_scope(unit, Action.DOCUMENT_SEARCH, _patients_named(criteria))
             scan = _Scan()
             if unit.pg and _one_patient(criteria):
                 fast = await self._one_patient_pg(unit, scan, criteria)
@@ -359,6 +360,7 @@ class Searcher:
         async def operation(
             unit: Unit,
         ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+            self.guard.check_scope(unit, Action.LIST_SEARCH, _patients_named(criteria))
             scan = _Scan()
             named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
             conds = list_conditions(criteria)
@@ -452,6 +454,15 @@ class Searcher:
             return out, len(shown), nxt
 
         return await self.ctx.read(operation)
+
+
+def _patients_named(c: DocumentCriteria | ListCriteria) -> int:
+    """How many patients a search names: each ``patient`` or ``patient.identifier`` parameter
+    is one group of alternatives (an INS by its value, whatever its OID) and the groups must all
+    match, so the search names as many as its widest group (0 when it names none)."""
+    groups = [{v for v in g} for g in c.record_ids]
+    groups += [{t.code.upper() for t in values} for values in c.patient_identifiers]
+    return max((len(g) for g in groups), default=0)
 
 
 def _one_patient(c: DocumentCriteria) -> bool:

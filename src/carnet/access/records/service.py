@@ -378,6 +378,7 @@ class RecordService:
         limit = 10 * self.ctx.limits.page_size_max
 
         async def operation(unit: Unit) -> list[RecordView]:
+            self.guard.check_scope(unit, Action.RECORD_READ, _patients_named(criteria))
             ids = await find_ids(unit, conds, limit)
             loaded = await self.ctx.facts.load_many(unit, ids)
             views: list[RecordView] = []
@@ -422,6 +423,14 @@ def _contact_changes(stored: Preferences, patient: PatientInput) -> list[str]:
             if mode != stored.access_mode.value:
                 changed.append("access_notices")
     return changed
+
+
+def _patients_named(criteria: RecordCriteria) -> int:
+    """How many patients a Patient search names: by INS value (whatever the OID) or by id;
+    both given must match together. 0 when it names none (identity traits name nobody)."""
+    by_ins = {value.upper() for _system, value in criteria.identifiers}
+    by_id = set(criteria.ids)
+    return max(len(by_ins), len(by_id))
 
 
 def _emergency_detail(e: EmergencyConsents) -> str:
