@@ -430,8 +430,8 @@ def test_objection_to_creation(http: httpx.Client, pro: Pro) -> None:
     assert _create(http, pro.headers, objection).status_code == 200
     s = http.get("/fhir/Patient", params={"identifier": ins}, headers=pro.headers).json()
     assert s["total"] == 0
-    issue = outcome(_create(http, pro.headers, patient_resource(ins)), 409)
-    assert "objected" in issue["diagnostics"]
+    issue = outcome(_create(http, pro.headers, patient_resource(ins)), 403)
+    assert "object" not in issue["diagnostics"]
     # an objection with valueBoolean false is no objection
     ins2 = random_nir()
     not_obj = patient_resource(ins2, extra_extensions=[{"url": OBJECTION, "valueBoolean": False}])

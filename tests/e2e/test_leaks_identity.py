@@ -31,6 +31,7 @@ from tests.factories import (
     patient_resource,
     pdf_bytes,
     random_idnatps,
+    random_nir,
 )
 
 PREFS_EXT = f"{CARNET_EXT}/dmp-notification-preferences"
@@ -360,3 +361,73 @@ def test_the_treating_physician_named_by_bare_rpps_is_their_idnatps(rules: Rules
         {"identifier": {"system": RPPS, "value": gp[:3] + "\uff11" + gp[4:]}}
     ]
     outcome(rules.put_patient(patient, body), 422)
+
+
+# -- 5. an objection to creation is the person's own ----------------------------------------------
+
+OBJECTION = f"{CARNET_EXT}/dmp-creation-objection"
+WITHDRAWN = f"{CARNET_EXT}/dmp-creation-objection-withdrawn"
+
+
+def _post(rules: Rules, who: Person, ins: str, url: str | None = None) -> httpx.Response:
+    exts = [{"url": url, "valueBoolean": True}] if url else []
+    return rules.http.post(
+        "/fhir/Patient",
+        json=patient_resource(ins, extra_extensions=exts),
+        headers={**who.headers, **FHIR_JSON},
+    )
+
+
+def test_nobody_objects_for_someone_else(rules: Rules, server: Server) -> None:
+    ins = random_nir()
+    # another person online, or a professional in an emergency: refused, traced
+    stranger = rules.patient()
+    outcome(_post(rules, stranger, ins, OBJECTION), 403)
+    for mode, extra in (("bris_de_glace", {"reason": REASON}), ("centre_15", {})):
+        urgent = rules.pro(mode=mode, **extra)
+        outcome(_post(rules, urgent, ins, OBJECTION), 403)
+    assert [t["outcome"] for t in _traces(server, f"ins:{stranger.ins}")] == ["deny"]
+    # nothing was recorded: the person's record opens
+    assert _post(rules, rules.pro(), ins).status_code == 201
+
+
+def test_an_objection_is_withdrawn_by_the_person_and_never_told(rules: Rules) -> None:
+    ins = random_nir()
+    office = rules.pro()  # the person objects at their doctor's office
+    assert _post(rules, office, ins, OBJECTION).status_code == 200
+    # another professional: cannot open, cannot withdraw, and learns nothing of the objection:
+    # the answers are those for a person who never objected
+    attacker = rules.pro()
+    refused = _post(rules, attacker, ins)
+    assert "object" not in outcome(refused, 403)["diagnostics"]
+    withdraw = _post(rules, attacker, ins, WITHDRAWN)
+    never = _post(rules, attacker, random_nir(), WITHDRAWN)
+    assert (withdraw.status_code, withdraw.json()) == (never.status_code, never.json())
+    outcome(withdraw, 403)
+    assert _post(rules, attacker, ins).status_code == 403  # still there
+    # the person withdraws it online (and again: no error)
+    person = rules.patient(ins)
+    for _ in range(2):
+        assert _post(rules, person, ins, WITHDRAWN).status_code == 200
+    assert _post(rules, attacker, ins).status_code == 201
+
+
+def test_the_person_opening_their_record_withdraws_their_objection(
+    rules: Rules, server: Server
+) -> None:
+    ins = random_nir()
+    person = rules.patient(ins)
+    assert _post(rules, person, ins, OBJECTION).status_code == 200
+    outcome(_post(rules, rules.pro(), ins), 403)
+    r = _post(rules, person, ins)
+    assert r.status_code == 201, r.text
+    actions = [(t["action"], t["outcome"]) for t in _traces(server, f"ins:{ins}")]
+    assert actions[-2:] == [("record.create", "allow"), ("record.withdraw", "allow")]
+
+
+def test_the_recording_professional_may_withdraw_their_own_entry(rules: Rules) -> None:
+    ins = random_nir()
+    office = rules.pro()
+    assert _post(rules, office, ins, OBJECTION).status_code == 200
+    assert _post(rules, office, ins, WITHDRAWN).status_code == 200
+    assert _post(rules, office, ins).status_code == 201

@@ -104,9 +104,19 @@ def record_facts(
     )
 
 
-def candidate_facts(ins: Ins, now: datetime) -> RecordFacts:
-    """The facts of a record about to be opened for ``ins``."""
-    return RecordFacts(record_id="", state=RecordState.ACTIVE, ins=ins.value, now=now)
+def candidate_facts(
+    ins: Ins, now: datetime, *, objected: bool = False, objection_own: bool = False
+) -> RecordFacts:
+    """The facts of a record about to be opened for ``ins`` (or of an objection to it): whether
+    the person objected to its creation, and whether the actor recorded that objection."""
+    return RecordFacts(
+        record_id="",
+        state=RecordState.ACTIVE,
+        ins=ins.value,
+        now=now,
+        objected=objected,
+        objection_own=objection_own,
+    )
 
 
 _PG_FACTS = """

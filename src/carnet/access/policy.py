@@ -97,6 +97,10 @@ class RecordFacts:
     allows_masked_in_emergency: bool = False
     now: datetime = datetime(1970, 1, 1)
     closed_at: datetime | None = None
+    # a record to be opened (RECORD_CREATE, objections): the person objected to its creation;
+    # the acting person recorded that objection
+    objected: bool = False
+    objection_own: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +217,8 @@ def decide(
     ``matrix(profession, specialty, type_code, class_code)`` is the access matrix (configuration);
     the default denies everything, so that forgetting it fails closed.
     """
-    if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION):
-        return _decide_create(actor, record)
+    if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION, Action.RECORD_WITHDRAW):
+        return _decide_create(actor, action, record)
     if search is not None:
         return _search_scope(actor, search)
     if actor.kind is ActorKind.OPERATOR:
@@ -478,15 +482,38 @@ def _search_scope(actor: Actor, search: SearchFacts) -> Decision:
     return _allow("search-scope", "the request names what it may")
 
 
-def _decide_create(actor: Actor, candidate: RecordFacts | None) -> Decision:
-    """``candidate`` describes the record to be opened (its INS); existence is checked by the
-    store, which refuses a second record for the same INS."""
+def _decide_create(actor: Actor, action: Action, candidate: RecordFacts | None) -> Decision:
+    """Opening a record, and objecting to it (dmp.md §2; CSP L1111-14: a record is created
+    with the person's consent, and the person may refuse it). ``candidate`` describes the record
+    to be opened (its INS, whether the person objected); existence is checked by the store,
+    which refuses a second record for the same INS.
+
+    - An objection is the person's own will: they record it themself online, or a professional
+      records it in normal mode at their office, with the person there (as consent to creation
+      is taken). Nobody records one for someone else online, nor in an emergency.
+    - The person withdraws their objection at any time, and opening their own record online
+      withdraws it; the professional who recorded one may withdraw it (their own mistake).
+      Nobody else does.
+    - A professional does not open a record for a person who objected; the refusal does not
+      tell the objection apart from other refusals (nor any other professional that there is
+      one).
+    """
+    own = actor.kind is ActorKind.PATIENT and candidate is not None and candidate.ins == actor.ins
     if actor.kind is ActorKind.PROFESSIONAL:
+        rule = "professional-opens"
         if actor.mode is not AccessMode.NORMAL:
-            return _deny("professional-opens", "a record is opened in normal mode")
-        return _allow("professional-opens", "a professional opens a record with consent")
+            return _deny(rule, "a record is opened in normal mode, with the person's consent")
+        if action is Action.RECORD_WITHDRAW:
+            if candidate is not None and candidate.objection_own:
+                return _allow(rule, "the professional who recorded an objection withdraws it")
+            return _deny(rule, "only the person, or who recorded it, withdraws an objection")
+        if action is Action.RECORD_OBJECTION:
+            return _allow(rule, "a professional records the person's objection at their office")
+        if candidate is not None and candidate.objected:
+            return _deny(rule, "a record cannot be opened for this person here")
+        return _allow(rule, "a professional opens a record with consent")
     if actor.kind is ActorKind.PATIENT:
-        if candidate is not None and candidate.ins == actor.ins:
-            return _allow("patient-opens", "a patient opens their own record online")
-        return _deny("patient", "a patient opens only their own record")
+        if own:
+            return _allow("patient-opens", "the person decides whether they have a record")
+        return _deny("patient", "a person decides only for themself")
     return _deny("default-deny", f"{actor.kind.value} actors do not open records")

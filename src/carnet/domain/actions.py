@@ -14,6 +14,7 @@ class Action(StrEnum):
     # records (dmp.md §2; TD0.2, TD1.1, TD1.2)
     RECORD_CREATE = "record.create"
     RECORD_OBJECTION = "record.objection"  # a person objects to the creation of their record
+    RECORD_WITHDRAW = "record.withdraw"  # an objection to creation is withdrawn
     RECORD_STATUS = "record.status"  # TD0.2: existence and state only
     RECORD_READ = "record.read"  # identity traits
     RECORD_UPDATE = "record.update"  # identity traits

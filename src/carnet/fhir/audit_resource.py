@@ -53,6 +53,7 @@ VERBS: dict[str, str] = {
     "emergency": "U",
     "designate": "U",
     "contact": "U",
+    "withdraw": "D",
     "close": "U",
     "reopen": "U",
     "add": "U",

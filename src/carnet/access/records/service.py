@@ -26,7 +26,7 @@ from carnet.access.records.repository import (
 from carnet.access.unit_of_work import Unit
 from carnet.domain.actions import Action
 from carnet.domain.actors import RPPS_SYSTEM, ActorKind
-from carnet.domain.clock import iso, new_id
+from carnet.domain.clock import new_id
 from carnet.domain.errors import Conflict, NotFound, Reason, Refused, Rejected, Stale
 from carnet.domain.ins import Ins
 from carnet.domain.notifications import Preferences
@@ -74,14 +74,21 @@ class RecordService:
 
         async def operation(unit: Unit) -> Record:
             now = self.ctx.now()
+            objected, own = await self._objection(unit, identity.ins)
+            candidate = candidate_facts(identity.ins, now, objected=objected, objection_own=own)
             # traced on the new record's chain (the chain of no record if refused)
-            decision = self.guard.allows(Action.RECORD_CREATE, candidate_facts(identity.ins, now))
+            decision = self.guard.allows(Action.RECORD_CREATE, candidate)
             self.guard.trace(
                 unit, Action.RECORD_CREATE, decision, record_id=record_id if decision else None
             )
             if not decision:
                 raise Refused(f"not allowed: {decision.reason}")
-            await self._refuse_objection_or_duplicate(unit, identity.ins)
+            if objected:  # the person opens their own record: their objection is withdrawn
+                self.guard.check(
+                    unit, Action.RECORD_WITHDRAW, candidate, record_id=record_id, hide=False
+                )
+                unit.add(Delete(objections, {"ins_value": identity.ins.value}))
+            await self._refuse_duplicate(unit, identity.ins)
             record = Record(
                 record_id=record_id,
                 identity=identity,
@@ -191,19 +198,16 @@ class RecordService:
             )
         )
 
-    async def _refuse_objection_or_duplicate(self, unit: Unit, ins: Ins) -> None:
-        objected = (
-            await unit.conn.execute(
-                select(objections.c.recorded_at).where(objections.c.ins_value == ins.value)
-            )
-        ).first()
-        if objected is not None:
-            raise Conflict(
-                f"this person objected to the creation of a record on {iso(objected[0])}: "
-                "no record is created",
-                field="patient.ins",
-                reason=Reason.OBJECTED,
-            )
+    async def _objection(self, unit: Unit, ins: Ins) -> tuple[bool, bool]:
+        """Whether the person objected to the creation of their record (under any OID of their
+        INS), and whether the actor recorded that objection."""
+        rows = await unit.conn.execute(
+            select(objections.c.recorded_by).where(objections.c.ins_value == ins.value)
+        )
+        by = {r[0] for r in rows}
+        return bool(by), self.actor.id in by
+
+    async def _refuse_duplicate(self, unit: Unit, ins: Ins) -> None:
         existing = (
             await unit.conn.execute(
                 # one record per person: the same INS value under any OID is the same INS
@@ -227,10 +231,11 @@ class RecordService:
         ins = patient.identity.ins
 
         async def operation(unit: Unit) -> Ins:
+            objected, own = await self._objection(unit, ins)
             self.guard.check(
                 unit,
                 Action.RECORD_OBJECTION,
-                candidate_facts(ins, self.ctx.now()),
+                candidate_facts(ins, self.ctx.now(), objected=objected, objection_own=own),
                 detail=str(ins),
                 hide=False,
             )
@@ -249,6 +254,27 @@ class RecordService:
                     ignore_conflicts=True,
                 )
             )
+            return ins
+
+        return await self.ctx.write(operation)
+
+    async def withdraw_objection(self, patient: PatientInput) -> Ins:
+        """Withdraw an objection to creation (dmp.md §2): the person themself, or the
+        professional who recorded it. Withdrawing none is no error for the person; a professional
+        is refused alike whether there is none or it is someone else's."""
+        ins = patient.identity.ins
+
+        async def operation(unit: Unit) -> Ins:
+            objected, own = await self._objection(unit, ins)
+            self.guard.check(
+                unit,
+                Action.RECORD_WITHDRAW,
+                candidate_facts(ins, self.ctx.now(), objected=objected, objection_own=own),
+                detail=str(ins),
+                hide=False,
+            )
+            if objected:
+                unit.add(Delete(objections, {"ins_value": ins.value}))
             return ins
 
         return await self.ctx.write(operation)
