@@ -113,9 +113,9 @@ def test_401_authentication(http: httpx.Client, server: Server) -> None:
     ]
     expired = DevIssuer.load_or_create(
         server.settings.data_dir, server.settings.audience, 60, clock=lambda: time.time() - 7200
-    ).mint({"kind": "professional", "rpps": "810000000001", "profession": "10"})
+    ).mint({"kind": "professional", "rpps": "810000000009", "profession": "10"})
     other_audience = DevIssuer.load_or_create(server.settings.data_dir, "somebody-else", 600).mint(
-        {"kind": "professional", "rpps": "810000000001", "profession": "10"}
+        {"kind": "professional", "rpps": "810000000009", "profession": "10"}
     )
     head, payload, _sig = expired.split(".")
     for auth, needle in (
@@ -412,7 +412,7 @@ def test_413_body_too_large(small_server: Server) -> None:
             )
         )
         factory = Factory(http)
-        pro = factory.professional(rpps="81111111111")
+        pro = factory.professional(rpps="811111111115")
         ins, pid = factory.open_record(pro)
         before = content_files(small_server.settings.data_dir)
         big = pdf_bytes(size=limit * 2)

@@ -49,7 +49,7 @@ def _emergency(resource: dict[str, Any]) -> dict[str, bool]:
 
 
 def test_create_opens_a_record(http: httpx.Client, factory: Factory) -> None:
-    rpps = "81234567890"
+    rpps = "12345678903"  # a bare RPPS number: kept as its IdNatPS
     headers = factory.professional(rpps=rpps, structure="FINESS-750000001")
     ins = random_nir()
     r = _create(http, headers, patient_resource(ins))
@@ -67,7 +67,7 @@ def test_create_opens_a_record(http: httpx.Client, factory: Factory) -> None:
     assert _emergency(body) == {"centre15": True, "brisDeGlace": True, "maskedDocuments": False}
     consent = ext(body, CONSENT)
     assert consent is not None
-    assert sub_ext(consent, "by") == f"rpps:{rpps}"
+    assert sub_ext(consent, "by") == f"rpps:8{rpps}"
     assert sub_ext(consent, "structure") == "FINESS-750000001"
     assert sub_ext(consent, "date")[:4].isdigit()
     # the stored form is what a read returns
@@ -241,7 +241,9 @@ def test_search_by_identifier_name_birthdate(http: httpx.Client, pro: Pro) -> No
     both = sorted([pid, other])
     assert ids(identifier=f"urn:oid:{TEST_OID}|{ins}") == [pid]
     assert ids(identifier=ins) == [pid]
-    assert ids(identifier=f"urn:oid:{NIR_OID}|{ins}") == []
+    # one person whatever the OID of their INS (issue 7); another system names nobody
+    assert ids(identifier=f"urn:oid:{NIR_OID}|{ins}") == [pid]
+    assert ids(identifier=f"urn:oid:1.2.3.4|{ins}") == []
     # family: prefix, case and accent insensitive
     plain = family.replace("É", "E")
     assert ids(family=plain.lower()) == both
@@ -428,8 +430,8 @@ def test_objection_to_creation(http: httpx.Client, pro: Pro) -> None:
     assert _create(http, pro.headers, objection).status_code == 200
     s = http.get("/fhir/Patient", params={"identifier": ins}, headers=pro.headers).json()
     assert s["total"] == 0
-    issue = outcome(_create(http, pro.headers, patient_resource(ins)), 409)
-    assert "objected" in issue["diagnostics"]
+    issue = outcome(_create(http, pro.headers, patient_resource(ins)), 403)
+    assert "object" not in issue["diagnostics"]
     # an objection with valueBoolean false is no objection
     ins2 = random_nir()
     not_obj = patient_resource(ins2, extra_extensions=[{"url": OBJECTION, "valueBoolean": False}])

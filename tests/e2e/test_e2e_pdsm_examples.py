@@ -124,7 +124,7 @@ def test_replacement_example_accepted_on_a_real_document(
     assert issue["expression"][0].endswith("relatesTo"), issue
     repl = json.loads(json.dumps(repl).replace("doc-x-id", old))
     # only the author replaces: anyone else is answered as for a missing document
-    stranger = factory.professional(rpps="810000000099")
+    stranger = factory.professional(rpps="810000000090")
     refused = http.post("/fhir", json=repl, headers={**stranger, **FHIR_JSON})
     assert (refused.status_code, refused.content) == (missing.status_code, missing.content)
     r = http.post("/fhir", json=repl, headers={**pro, **FHIR_JSON})

@@ -104,9 +104,19 @@ def record_facts(
     )
 
 
-def candidate_facts(ins: Ins, now: datetime) -> RecordFacts:
-    """The facts of a record about to be opened for ``ins``."""
-    return RecordFacts(record_id="", state=RecordState.ACTIVE, ins=ins.value, now=now)
+def candidate_facts(
+    ins: Ins, now: datetime, *, objected: bool = False, objection_own: bool = False
+) -> RecordFacts:
+    """The facts of a record about to be opened for ``ins`` (or of an objection to it): whether
+    the person objected to its creation, and whether the actor recorded that objection."""
+    return RecordFacts(
+        record_id="",
+        state=RecordState.ACTIVE,
+        ins=ins.value,
+        now=now,
+        objected=objected,
+        objection_own=objection_own,
+    )
 
 
 _PG_FACTS = """
@@ -123,7 +133,8 @@ SELECT r.*, h.seq AS head_seq, h.hash AS head_hash{extra},
   LEFT JOIN notification_preferences np ON np.record_id = r.record_id
 """
 PG_BY_IDS = _PG_FACTS.format(extra="") + " WHERE r.record_id = ANY($3::text[])"
-PG_BY_INS = _PG_FACTS.format(extra="") + " WHERE r.ins_oid = $3 AND r.ins_value = $4"
+# an INS is matched on its value, whatever its OID (one record per person, domain/ins.py)
+PG_BY_INS = _PG_FACTS.format(extra="") + " WHERE r.ins_value = $4 AND $3::text IS NULL"
 
 
 def pg_facts_sql(extra: str, *, by_ins: bool, join: str = "") -> str:
@@ -131,7 +142,7 @@ def pg_facts_sql(extra: str, *, by_ins: bool, join: str = "") -> str:
     parameters start at $5) and an extra ``join``: what an operation needs beyond the facts, in
     the same round trip."""
     where = (
-        " WHERE r.ins_oid = $3 AND r.ins_value = $4"
+        " WHERE r.ins_value = $4 AND $3::text IS NULL"
         if by_ins
         else (" WHERE r.record_id = $3 AND $4::text IS NULL")
     )
@@ -151,13 +162,11 @@ class FactLoader:
 
     async def load_by_ins(self, unit: Unit, ins: Ins) -> LoadedRecord | None:
         if unit.pg:
-            found = await self._load_pg(unit, PG_BY_INS, ins.oid, ins.value)
+            found = await self._load_pg(unit, PG_BY_INS, None, ins.value)
             return next(iter(found.values()), None)
         row = (
             await unit.conn.execute(
-                select(records.c.record_id).where(
-                    records.c.ins_oid == ins.oid, records.c.ins_value == ins.value
-                )
+                select(records.c.record_id).where(records.c.ins_value == ins.value)
             )
         ).first()
         # a miss asks the same questions as a hit (a refusal must not be told by its time)

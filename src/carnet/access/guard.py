@@ -23,13 +23,14 @@ from carnet.access.policy import (
     DuplicateFacts,
     EventFacts,
     RecordFacts,
+    SearchFacts,
     UploadFacts,
     decide,
 )
 from carnet.access.unit_of_work import Unit
 from carnet.domain.actions import Action
 from carnet.domain.actors import Actor
-from carnet.domain.errors import NotFound, Refused
+from carnet.domain.errors import Invalid, NotFound, Reason, Refused
 from carnet.domain.traces import trace_event
 
 NOT_FOUND = "no such resource, or no access to it"
@@ -50,6 +51,7 @@ class Guard:
         upload: UploadFacts | None = None,
         event: EventFacts | None = None,
         duplicate: DuplicateFacts | None = None,
+        search: SearchFacts | None = None,
     ) -> Decision:
         """The policy's answer, untraced (a row of a decision traced otherwise)."""
         return decide(
@@ -61,6 +63,7 @@ class Guard:
             upload=upload,
             event=event,
             duplicate=duplicate,
+            search=search,
             matrix=self.matrix.allows,
         )
 
@@ -95,6 +98,23 @@ class Guard:
                 raise NotFound(NOT_FOUND)
             raise Refused(f"{about or 'not allowed'}: {decision.reason}")
         return decision
+
+    def check_scope(self, unit: Unit, action: Action, patients_named: int) -> None:
+        """What a search names, decided before any record is looked at (an emergency access
+        names one patient): a refusal is traced once, tied to no record, and raised as the
+        client's mistake it is (:class:`Invalid` on ``patient``); an allowed scope is not
+        traced (the search's own decisions are)."""
+        decision = self.allows(action, None, search=SearchFacts(patients_named))
+        if decision:
+            return
+        self.trace(
+            unit, action, decision, record_id=None, detail=f"names {patients_named} patients"
+        )
+        raise Invalid(
+            decision.reason,
+            field="patient",
+            reason=Reason.MISSING if patients_named == 0 else Reason.LIMIT,
+        )
 
     def require_visible(
         self,

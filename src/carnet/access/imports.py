@@ -42,7 +42,7 @@ from carnet.domain.documents import DocumentStatus
 from carnet.domain.errors import Conflict, CoreError, Refused, Rejected
 from carnet.domain.imports import ImportedRecord, ImportResult
 from carnet.domain.ins import INS_OIDS, OID_NIR_TEST, check_ins_value
-from carnet.domain.professionals import check_idnatps
+from carnet.domain.professionals import check_idnatps, same_professional_id
 from carnet.domain.records import CreationConsent, Record, RecordState
 from carnet.domain.traces import TraceEvent, extend
 from carnet.store.bulk import BulkStore, Duplicate, Row, columns, seal
@@ -314,7 +314,7 @@ class ImportService:
                     author_id = author.id
                 else:
                     rpps = entry.author_rpps()
-                    author_id = f"rpps:{rpps}" if rpps else author.id
+                    author_id = same_professional_id(rpps) if rpps else author.id
                     if author.id not in pros:
                         pros[author.id] = "fed"
                 out["documents"].append(

@@ -32,8 +32,9 @@ Writing: anyone who may reach an active record adds documents to it (a blocked p
 too; the patient only class ``90``); content uploaded before its metadata is attached only by
 whoever uploaded it; only the author replaces, deletes, archives or changes the ``INVISIBLE_*``
 flags of a document; the patient (or a representative) masks and unmasks (``MASQUE_PS``),
-manages consents, emergency consents, representatives and the médecin traitant; the patient
-alone closes, reopens and destroys the record. A professional may record the patient's consent
+manages consents, emergency consents, representatives, the médecin traitant, contact details and
+notification preferences (a professional changes identity traits only); the patient alone
+closes, reopens and destroys the record. A professional may record the patient's consent
 to their own or another professional's access (TD0.3), never a block, and never lift one.
 A document whose uniqueId a stored document has is that document again only for whoever may read
 the stored one and sends the same content; for anyone else it is one refusal (``unique-id``)
@@ -78,6 +79,7 @@ __all__ = [
     "MatrixCheck",
     "RecordFacts",
     "RecordState",
+    "SearchFacts",
     "UploadFacts",
     "decide",
 ]
@@ -99,6 +101,10 @@ class RecordFacts:
     allows_masked_in_emergency: bool = False
     now: datetime = datetime(1970, 1, 1)
     closed_at: datetime | None = None
+    # a record to be opened (RECORD_CREATE, objections): the person objected to its creation;
+    # the acting person recorded that objection
+    objected: bool = False
+    objection_own: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +152,14 @@ class DuplicateFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchFacts:
+    """What a request names before any record is looked at: how many distinct patients (by
+    record id or INS value; 0 when it names none). Decided on its own, ``record`` None."""
+
+    patients_named: int
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     rule: str
@@ -160,6 +174,7 @@ MatrixCheck = Callable[[str | None, str | None, str | None, str | None], bool]
 _PATIENT_MANAGES = frozenset(
     {
         Action.RECORD_UPDATE,
+        Action.RECORD_CONTACT,
         Action.RECORD_DESIGNATE,
         Action.CONSENT_AUTHORISE,
         Action.CONSENT_BLOCK,
@@ -208,6 +223,7 @@ def decide(
     upload: UploadFacts | None = None,
     event: EventFacts | None = None,
     duplicate: DuplicateFacts | None = None,
+    search: SearchFacts | None = None,
     matrix: MatrixCheck = _deny_all,
 ) -> Decision:
     """Allow or deny ``action`` by ``actor`` on ``record`` (and ``document``, the professional
@@ -219,8 +235,10 @@ def decide(
     """
     if duplicate is not None and action is Action.DOCUMENT_CREATE:
         return _decide_duplicate(actor, record, document, duplicate, matrix)
-    if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION):
-        return _decide_create(actor, record)
+    if action in (Action.RECORD_CREATE, Action.RECORD_OBJECTION, Action.RECORD_WITHDRAW):
+        return _decide_create(actor, action, record)
+    if search is not None:
+        return _search_scope(actor, search)
     if actor.kind is ActorKind.OPERATOR:
         return _operator(action, record, upload)
     if action in _OPERATOR_ONLY:
@@ -393,6 +411,13 @@ def _professional(
                 "blocked", "the patient blocked this professional: only the patient lifts a block"
             )
         return _allow("consent", "a professional records the patient's consent (TD0.3)")
+    if action is Action.RECORD_CONTACT:
+        # dmp.md §5: the patient is told of every access; whoever could change where they are
+        # told, or turn notices off, could read unseen
+        return _deny(
+            "patient-only",
+            "only the patient (or a representative) changes contact details and notifications",
+        )
     if action in (Action.DOCUMENT_MASK, Action.RECORD_DESIGNATE) or action in _LIFECYCLE:
         return _deny("patient-only", "only the patient does this")
     if action in _PATIENT_MANAGES and action is not Action.RECORD_UPDATE:
@@ -487,15 +512,52 @@ def _decide_duplicate(
     return _deny("unique-id", "the uniqueId is used by another document")
 
 
-def _decide_create(actor: Actor, candidate: RecordFacts | None) -> Decision:
-    """``candidate`` describes the record to be opened (its INS); existence is checked by the
-    store, which refuses a second record for the same INS."""
+def _search_scope(actor: Actor, search: SearchFacts) -> Decision:
+    """What a search may name, before any record: an emergency access (rules 6 and 7) is for
+    one patient in distress, so it names exactly one patient per request (dmp.md §3)."""
+    if actor.kind is ActorKind.PROFESSIONAL and actor.mode is not AccessMode.NORMAL:
+        rule = "bris-de-glace" if actor.mode is AccessMode.BRIS_DE_GLACE else "centre-15"
+        if search.patients_named != 1:
+            return _deny(
+                rule,
+                "an emergency access (bris_de_glace, centre_15) names exactly one patient per "
+                f"request; this one names {search.patients_named}",
+            )
+    return _allow("search-scope", "the request names what it may")
+
+
+def _decide_create(actor: Actor, action: Action, candidate: RecordFacts | None) -> Decision:
+    """Opening a record, and objecting to it (dmp.md §2; CSP L1111-14: a record is created
+    with the person's consent, and the person may refuse it). ``candidate`` describes the record
+    to be opened (its INS, whether the person objected); existence is checked by the store,
+    which refuses a second record for the same INS.
+
+    - An objection is the person's own will: they record it themself online, or a professional
+      records it in normal mode at their office, with the person there (as consent to creation
+      is taken). Nobody records one for someone else online, nor in an emergency.
+    - The person withdraws their objection at any time, and opening their own record online
+      withdraws it; the professional who recorded one may withdraw it (their own mistake).
+      Nobody else does.
+    - A professional does not open a record for a person who objected; the refusal does not
+      tell the objection apart from other refusals (nor any other professional that there is
+      one).
+    """
+    own = actor.kind is ActorKind.PATIENT and candidate is not None and candidate.ins == actor.ins
     if actor.kind is ActorKind.PROFESSIONAL:
+        rule = "professional-opens"
         if actor.mode is not AccessMode.NORMAL:
-            return _deny("professional-opens", "a record is opened in normal mode")
-        return _allow("professional-opens", "a professional opens a record with consent")
+            return _deny(rule, "a record is opened in normal mode, with the person's consent")
+        if action is Action.RECORD_WITHDRAW:
+            if candidate is not None and candidate.objection_own:
+                return _allow(rule, "the professional who recorded an objection withdraws it")
+            return _deny(rule, "only the person, or who recorded it, withdraws an objection")
+        if action is Action.RECORD_OBJECTION:
+            return _allow(rule, "a professional records the person's objection at their office")
+        if candidate is not None and candidate.objected:
+            return _deny(rule, "a record cannot be opened for this person here")
+        return _allow(rule, "a professional opens a record with consent")
     if actor.kind is ActorKind.PATIENT:
-        if candidate is not None and candidate.ins == actor.ins:
-            return _allow("patient-opens", "a patient opens their own record online")
-        return _deny("patient", "a patient opens only their own record")
+        if own:
+            return _allow("patient-opens", "the person decides whether they have a record")
+        return _deny("patient", "a person decides only for themself")
     return _deny("default-deny", f"{actor.kind.value} actors do not open records")

@@ -30,6 +30,7 @@ from carnet.auth.tokens import (
 from carnet.domain.actors import AccessMode
 from carnet.domain.errors import ConfigurationError, Invalid, Rejected
 from carnet.domain.ins import check_ins_value
+from carnet.domain.professionals import check_idnatps
 
 KEY_FILE_NAME = "dev-issuer-key.json"
 ALGORITHM = "ES256"
@@ -93,6 +94,10 @@ def parse_token_request(request: object) -> TokenRequest:
         message, field = _describe(exc)
         raise Invalid(message, field=field) from None
     if isinstance(parsed, ProfessionalTokenRequest):
+        try:
+            check_idnatps(parsed.rpps, field="rpps")
+        except Rejected as exc:
+            raise Invalid(f"rpps: {exc.message}", field="rpps") from None
         if parsed.mode is AccessMode.BRIS_DE_GLACE and not parsed.reason:
             raise Invalid(
                 "reason: required when mode is bris_de_glace (say why the record is opened)",
@@ -207,8 +212,9 @@ class DevIssuer:
             claims["ins"] = ins
             claims["ins_oid"] = check_ins_oid(request.ins_oid or DEFAULT_INS_OID, allow_test=True)
         else:
-            claims["sub"] = f"rpps:{request.rpps}"
-            claims["rpps"] = request.rpps
+            rpps = check_idnatps(request.rpps, field="rpps")
+            claims["sub"] = f"rpps:{rpps}"
+            claims["rpps"] = rpps
             claims["profession"] = request.profession
             claims["mode"] = request.mode.value
             for field in ("specialty", "structure", "reason"):

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from carnet.domain.actors import AccessMode, Actor, ActorKind
 from carnet.domain.errors import ConfigurationError, NotAuthenticated, Rejected
 from carnet.domain.ins import INS_OIDS, OID_NIA, OID_NIR, OID_NIR_TEST, check_ins_value
+from carnet.domain.professionals import check_idnatps
 from carnet.settings import Settings
 
 if TYPE_CHECKING:
@@ -566,7 +567,10 @@ class TokenVerifier:
                 ins_oid=ins_oid,
                 name=name,
             )
-        rpps = get.required("rpps", "a professional")
+        try:
+            rpps = check_idnatps(get.required("rpps", "a professional"), field="rpps")
+        except Rejected as exc:
+            raise NotAuthenticated(f"claim rpps: {exc.message}") from None
         profession = get.required("profession", "a professional")
         raw_mode = get.text("mode") or AccessMode.NORMAL.value
         try:

@@ -14,9 +14,11 @@ class Action(StrEnum):
     # records (dmp.md §2; TD0.2, TD1.1, TD1.2)
     RECORD_CREATE = "record.create"
     RECORD_OBJECTION = "record.objection"  # a person objects to the creation of their record
+    RECORD_WITHDRAW = "record.withdraw"  # an objection to creation is withdrawn
     RECORD_STATUS = "record.status"  # TD0.2: existence and state only
     RECORD_READ = "record.read"  # identity traits
-    RECORD_UPDATE = "record.update"  # identity traits, notification preferences
+    RECORD_UPDATE = "record.update"  # identity traits
+    RECORD_CONTACT = "record.contact"  # contact details, notification preferences: the patient
     RECORD_DESIGNATE = "record.designate"  # the médecin traitant
     RECORD_CLOSE = "record.close"
     RECORD_REOPEN = "record.reopen"

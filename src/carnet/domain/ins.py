@@ -96,6 +96,17 @@ def parse_ins(system: str | None, value: str | None, *, allow_test: bool, field:
     return Ins(oid=oid, value=check_ins_value(value, field=f"{field}.value"))
 
 
+def names_an_ins(system: str | None) -> bool:
+    """Whether an identifier's system (or none given) may name an INS. One person has one
+    record whatever the OID their INS is written under (INS-NIR, INS-NIR de test; an INS-NIA is
+    another number, never the value of a NIR): records, tokens and searches match an INS on its
+    value; a system that is not an INS system (an IPP, the NIR as a social-security number)
+    names no record."""
+    if not system:
+        return True
+    return system.removeprefix("urn:oid:") in INS_OIDS
+
+
 def find_ins(identifiers: list[Any]) -> dict[str, Any] | None:
     """The identifier entry that claims to be an INS (by its system), if any."""
     for ident in identifiers:

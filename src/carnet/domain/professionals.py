@@ -11,10 +11,16 @@ from carnet.domain.errors import Rejected
 STRUCTURE_SYSTEM = "urn:oid:1.2.250.1.71.4.2.2"
 
 
+_ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
 def luhn_ok(digits: str) -> bool:
+    """The Luhn check of a string of ASCII digits (False for anything else)."""
+    if not _ASCII_DIGITS.fullmatch(digits):
+        return False
     total = 0
     for i, c in enumerate(reversed(digits)):
-        d = int(c)
+        d = ord(c) - 48
         if i % 2 == 1:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
@@ -22,17 +28,37 @@ def luhn_ok(digits: str) -> bool:
 
 
 def check_idnatps(value: str, *, field: str) -> str:
-    """The IdNatPS (``8`` + RPPS) of a professional named by RPPS or IdNatPS; 422 naming
-    ``field`` for an identifier that names no professional."""
-    v = value.strip()
+    """The one form carnet keeps a professional in: the IdNatPS (``8`` + the 11-digit RPPS
+    number), from an RPPS number or an IdNatPS. ASCII digits only (a full-width or other
+    Unicode digit is not a digit here), the RPPS number's Luhn key checked; anything else is
+    refused (:class:`Rejected` naming ``field``). Every identifier of a professional that
+    carnet stores or compares (tokens, consents, the médecin traitant, authors) goes through
+    here once, where it enters, so that the same person is always the same string."""
+    v = value.strip(" \t\r\n") if isinstance(value, str) else ""
     rpps = v[1:] if len(v) == 12 and v.startswith("8") else v
-    if not re.fullmatch(r"\d{11}", rpps) or not luhn_ok(rpps):
+    if not (len(rpps) == 11 and luhn_ok(rpps)):
         raise Rejected(
-            f"{value!r} names no known professional: an RPPS number has 11 digits with a Luhn "
-            "key (IdNatPS: 8 followed by the RPPS number)",
+            f"{value!r} names no known professional: an RPPS number has 11 digits (0-9) with a "
+            "Luhn key (IdNatPS: 8 followed by the RPPS number)",
             field=field,
         )
     return "8" + rpps
+
+
+def professional_id(value: str, *, field: str) -> str:
+    """The actor id (``rpps:<IdNatPS>``) of a professional named by RPPS or IdNatPS, given
+    with or without the ``rpps:`` prefix (:func:`check_idnatps`)."""
+    return "rpps:" + check_idnatps(value.removeprefix("rpps:"), field=field)
+
+
+def same_professional_id(value: str) -> str:
+    """``value`` (an actor id or an identifier as written in stored metadata) in the form it is
+    compared in: a valid RPPS or IdNatPS becomes ``rpps:<IdNatPS>``, anything else stays as
+    written (and so matches no professional's token, whose id is always normalised)."""
+    try:
+        return professional_id(value, field="")
+    except Rejected:
+        return value
 
 
 def check_structure(value: str, *, field: str) -> str:

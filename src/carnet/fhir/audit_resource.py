@@ -52,6 +52,8 @@ VERBS: dict[str, str] = {
     "revoke": "U",
     "emergency": "U",
     "designate": "U",
+    "contact": "U",
+    "withdraw": "D",
     "close": "U",
     "reopen": "U",
     "add": "U",

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.domain.actors import RPPS_SYSTEM
+from carnet.domain.professionals import same_professional_id
 from carnet.domain.search import Token, TokenParam
 from carnet.domain.traces import ActionFilter, AuditCriteria
 from carnet.fhir.audit_resource import (
@@ -89,11 +90,13 @@ def _outcomes(param: TokenParam) -> list[list[str]]:
 
 def _actor_ids(t: Token) -> list[str]:
     if t.system == RPPS_SYSTEM:
-        return [f"rpps:{t.code}"]
+        return sorted({f"rpps:{t.code}", same_professional_id(t.code)})
     if t.system in INS_SYSTEMS:
         return [f"ins:{t.code.upper()}"]
     if t.system is None:
-        return [f"rpps:{t.code}", f"ins:{t.code.upper()}", t.code]
+        return sorted(
+            {f"rpps:{t.code}", same_professional_id(t.code), f"ins:{t.code.upper()}", t.code}
+        )
     return []
 
 

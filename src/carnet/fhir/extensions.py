@@ -16,6 +16,7 @@ RECORD_STATUS = f"{CARNET}/dmp-record-status"
 EMERGENCY_CONSENTS = f"{CARNET}/dmp-emergency-consents"
 CREATION_CONSENT = f"{CARNET}/dmp-creation-consent"
 CREATION_OBJECTION = f"{CARNET}/dmp-creation-objection"
+CREATION_OBJECTION_WITHDRAWN = f"{CARNET}/dmp-creation-objection-withdrawn"
 PROFESSIONAL_ACCESS = f"{CARNET}/dmp-professional-access"
 NOTIFICATION_PREFERENCES = f"{CARNET}/dmp-notification-preferences"
 

@@ -1,5 +1,6 @@
 """POST /fhir/Patient: open a record (DMP TD1.1; FHIR R4 "create",
-http://hl7.org/fhir/R4/http.html#create), or record an objection to its creation.
+http://hl7.org/fhir/R4/http.html#create), or record an objection to its creation
+(``dmp-creation-objection`` true), or withdraw one (``dmp-creation-objection-withdrawn`` true).
 
 The patient's consent is taken from the request itself: who (the token's actor), which
 structure (the token's structure), when (now). Emergency consents that differ from the defaults
@@ -25,6 +26,18 @@ async def create_patient(request: Request) -> Response:
     settings = settings_of(request)
     resource = await read_resource(request, settings.max_upload_bytes, "Patient")
     validate(resource)
+    withdrawn = X.find_extension(resource.get("extension"), X.CREATION_OBJECTION_WITHDRAWN)
+    if withdrawn is not None and withdrawn.get("valueBoolean") is True:
+        identity = identity_from_patient(resource, allow_test_ins=settings.allow_test_ins)
+        ins = await scope.records.withdraw_objection(PatientInput(identity=identity))
+        return fhir_response(
+            operation_outcome(
+                "information",
+                "informational",
+                f"no objection to the creation of a record holds for INS {ins.value}",
+            ),
+            status=200,
+        )
     objection = X.find_extension(resource.get("extension"), X.CREATION_OBJECTION)
     if objection is not None and objection.get("valueBoolean") is True:
         identity = identity_from_patient(resource, allow_test_ins=settings.allow_test_ins)

@@ -20,7 +20,9 @@ import orjson
 from carnet.domain.actors import RPPS_SYSTEM
 from carnet.domain.clock import iso
 from carnet.domain.content import Representation
+from carnet.domain.errors import Rejected
 from carnet.domain.ins import find_ins, parse_ins
+from carnet.domain.professionals import professional_id, same_professional_id
 from carnet.domain.records import (
     EmergencyChoices,
     Identity,
@@ -131,9 +133,11 @@ def emergency_consents(resource: dict[str, Any]) -> EmergencyChoices | None:
     )
 
 
-def treating_physician_of(resource: dict[str, Any]) -> str | None:
-    """The médecin traitant: ``Patient.generalPractitioner`` naming a professional by RPPS
-    (logical reference by identifier, or a contained Practitioner)."""
+def treating_physician_of(resource: dict[str, Any], *, strict: bool = True) -> str | None:
+    """The médecin traitant: ``Patient.generalPractitioner`` naming a professional by RPPS or
+    IdNatPS (logical reference by identifier, or a contained Practitioner), as an actor id in
+    the one form carnet compares (``rpps:<IdNatPS>``; 422 for an identifier that names no
+    professional). ``strict=False`` reads a resource stored before: as written when invalid."""
     refs = resource.get("generalPractitioner")
     if not refs:
         return None
@@ -155,7 +159,15 @@ def treating_physician_of(resource: dict[str, Any]) -> str | None:
             idents += [i for i in target.get("identifier") or [] if isinstance(i, dict)]
         for ident in idents:
             if ident.get("system") == RPPS_SYSTEM and ident.get("value"):
-                return f"rpps:{ident['value']}"
+                value = str(ident["value"])
+                if not strict:
+                    return same_professional_id(value)
+                try:
+                    return professional_id(value, field="")
+                except Rejected as exc:
+                    raise UnprocessableEntity(
+                        exc.message, expression=f"Patient.generalPractitioner[{index}]"
+                    ) from None
         raise UnprocessableEntity(
             f"the médecin traitant must be named by RPPS (identifier system {RPPS_SYSTEM})",
             expression=f"Patient.generalPractitioner[{index}]",
@@ -351,7 +363,7 @@ def render_patient(record: Record) -> bytes:
     treating = record.treating_physician
     if treating is None:
         out.pop("generalPractitioner", None)
-    elif treating_physician_of(out) != treating:
+    elif treating_physician_of(out, strict=False) != treating:
         out["generalPractitioner"] = [
             {"identifier": {"system": RPPS_SYSTEM, "value": treating.removeprefix("rpps:")}}
         ]

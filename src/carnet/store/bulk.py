@@ -98,24 +98,18 @@ class BulkStore:
 
     # -- rows ----------------------------------------------------------------------------------
     async def existing_ins(self, ins: Iterable[tuple[str, str]]) -> list[str]:
-        """Which of these (OID, INS value) have a record already: looked up by the unique
-        index on (ins_oid, ins_value), OID first (the value alone would scan the whole index)."""
-        by_oid: dict[str, list[str]] = {}
-        for oid, value in sorted(set(ins)):
-            by_oid.setdefault(oid, []).append(value)
+        """Which of these (OID, INS value) have a record already, under any OID (one record per
+        person: the unique index is on the INS value alone)."""
+        values = sorted({value for _oid, value in ins})
         found: list[str] = []
         async with self.store.engine.connect() as conn:
-            for oid, values in by_oid.items():
-                for start in range(0, len(values), 5000):
-                    rows = await conn.execute(
-                        records.select()
-                        .with_only_columns(records.c.ins_oid, records.c.ins_value)
-                        .where(
-                            records.c.ins_oid == oid,
-                            records.c.ins_value.in_(values[start : start + 5000]),
-                        )
-                    )
-                    found += [f"{r[0]}|{r[1]}" for r in rows]
+            for start in range(0, len(values), 5000):
+                rows = await conn.execute(
+                    records.select()
+                    .with_only_columns(records.c.ins_oid, records.c.ins_value)
+                    .where(records.c.ins_value.in_(values[start : start + 5000]))
+                )
+                found += [f"{r[0]}|{r[1]}" for r in rows]
         return found
 
     async def write(self, batches: dict[str, list[Row]]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import and_, exists, false, not_, or_, select
 from sqlalchemy.sql import ColumnElement
 
+from carnet.domain.ins import names_an_ins
 from carnet.domain.search import DateParam, DocumentCriteria, ListCriteria, Token, TokenParam
 from carnet.store.tables import document_authors, documents, records, submission_sets
 
@@ -109,12 +110,9 @@ def _patients(column: Any, param: TokenParam) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     for values in param:
         ors = []
-        for t in values:
-            cond = records.c.ins_value == t.code.upper()
-            if t.system:
-                cond = and_(cond, records.c.ins_oid == t.system.removeprefix("urn:oid:"))
-            ors.append(cond)
-        out.append(column.in_(select(records.c.record_id).where(or_(*ors))))
+        # an INS is matched on its value, whatever its OID (domain/ins.py names_an_ins)
+        ors = [records.c.ins_value == t.code.upper() for t in values if names_an_ins(t.system)]
+        out.append(column.in_(select(records.c.record_id).where(or_(false(), *ors))))
     return out
 
 

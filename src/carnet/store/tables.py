@@ -53,7 +53,8 @@ records = Table(
     # consents, authorisations and blocks, representatives): a write decided on facts of an
     # older rules_version is refused and retried (access/unit_of_work.py)
     Column("rules_version", Integer, nullable=False, server_default="1"),
-    UniqueConstraint("ins_oid", "ins_value", name="uq_records_ins"),
+    # one record per person: an INS value is one identity whatever its OID (migration 0007)
+    UniqueConstraint("ins_value", name="uq_records_ins_value"),
     Index("ix_records_treating", "treating_physician"),
 )
 
@@ -85,6 +86,7 @@ objections = Table(
     Column("recorded_at", DateTime, nullable=False),
     Column("recorded_by", String(64), nullable=False),
     Column("structure", String(64)),
+    Index("ix_objections_value", "ins_value"),  # the person's, whatever the OID (0007)
 )
 
 # authorisations and blocks (dmp.md §3): a professional (RPPS) or a care team (structure)

@@ -15,6 +15,7 @@ from carnet.access.policy import (
     EventFacts,
     RecordFacts,
     RecordState,
+    SearchFacts,
     UploadFacts,
     decide,
 )
@@ -305,6 +306,33 @@ CASES: list[tuple[str, Actor, Action, RecordFacts | None, DocumentFacts | None, 
         None,
         False,
         "patient-only",
+    ),
+    (
+        "professional does not change contact details or notifications",
+        GP,
+        Action.RECORD_CONTACT,
+        AUTH,
+        None,
+        False,
+        "patient-only",
+    ),
+    (
+        "patient changes contact details and notifications",
+        PATIENT,
+        Action.RECORD_CONTACT,
+        REC,
+        None,
+        True,
+        "patient",
+    ),
+    (
+        "representative changes contact details and notifications",
+        REP,
+        Action.RECORD_CONTACT,
+        replace(REC, is_representative=True),
+        None,
+        True,
+        "legal-representative",
     ),
     (
         "professional updates identity traits",
@@ -765,3 +793,41 @@ def test_duplicate_unique_id(
             "unique-id",
             "the uniqueId is used by another document",
         )
+
+
+def test_an_emergency_access_names_exactly_one_patient() -> None:
+    for actor in (BDG, C15):
+        for named in (0, 2, 4):
+            d = decide(actor, Action.DOCUMENT_SEARCH, None, search=SearchFacts(named))
+            assert not d and "exactly one patient" in d.reason
+        assert decide(actor, Action.DOCUMENT_SEARCH, None, search=SearchFacts(1))
+    for actor in (GP, PATIENT):
+        assert decide(actor, Action.DOCUMENT_SEARCH, None, search=SearchFacts(0))
+        assert decide(actor, Action.LIST_SEARCH, None, search=SearchFacts(3))
+
+
+def test_objections_to_creation_are_the_persons_own() -> None:
+    candidate = RecordFacts("", RecordState.ACTIVE, INS, now=NOW)
+    objected = replace(candidate, objected=True)
+    mine = replace(objected, objection_own=True)
+    # recording: the person online, a professional at their office (normal mode)
+    assert decide(PATIENT, Action.RECORD_OBJECTION, candidate)
+    assert not decide(STRANGER, Action.RECORD_OBJECTION, candidate)
+    assert decide(GP, Action.RECORD_OBJECTION, candidate)
+    assert not decide(BDG, Action.RECORD_OBJECTION, candidate)
+    assert not decide(C15, Action.RECORD_OBJECTION, candidate)
+    # withdrawing: the person always; the professional who recorded it; nobody else, and a
+    # refusal reads the same whether there is an objection or none
+    assert decide(PATIENT, Action.RECORD_WITHDRAW, objected)
+    assert decide(PATIENT, Action.RECORD_WITHDRAW, candidate)
+    assert not decide(STRANGER, Action.RECORD_WITHDRAW, objected)
+    assert decide(GP, Action.RECORD_WITHDRAW, mine)
+    assert decide(GP, Action.RECORD_WITHDRAW, objected) == decide(
+        GP, Action.RECORD_WITHDRAW, candidate
+    )
+    assert not decide(GP, Action.RECORD_WITHDRAW, objected)
+    # opening: a professional not against an objection; the person online, objection or not
+    assert decide(GP, Action.RECORD_CREATE, candidate)
+    refused = decide(GP, Action.RECORD_CREATE, objected)
+    assert not refused and "object" not in refused.reason
+    assert decide(PATIENT, Action.RECORD_CREATE, objected)

@@ -49,7 +49,7 @@ async def test_professional_token_verifies(
         [
             "professional",
             "--rpps",
-            "810000000001",
+            "810000000009",
             "--profession",
             "10",
             "--specialty",
@@ -77,7 +77,7 @@ async def test_professional_token_verifies(
         actor.name,
     ) == (
         ActorKind.PROFESSIONAL,
-        "810000000001",
+        "810000000009",
         "10",
         "SM26",
         "750712184",
@@ -113,7 +113,15 @@ def test_bad_environment_is_readable(runner: CliRunner, carnet_env: pytest.Monke
     [
         (["patient", "12345"], "carnet token: ins: INS '12345' must have 15 characters"),
         (
-            ["professional", "--rpps", "8100", "--profession", "10", "--mode", "bris_de_glace"],
+            [
+                "professional",
+                "--rpps",
+                "810000000009",
+                "--profession",
+                "10",
+                "--mode",
+                "bris_de_glace",
+            ],
             "carnet token: reason: required when mode is bris_de_glace",
         ),
     ],

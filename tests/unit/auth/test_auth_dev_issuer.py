@@ -120,7 +120,7 @@ def test_minted_professional_claims(data_dir: Path) -> None:
     token = issuer.mint(
         {
             "kind": "professional",
-            "rpps": "810000000001",
+            "rpps": "810000000009",
             "profession": "10",
             "structure": "750712184",
             "name": "Dr Dupont",
@@ -130,13 +130,13 @@ def test_minted_professional_claims(data_dir: Path) -> None:
     del claims["jti"]
     assert claims == {
         "iss": "urn:carnet:dev-issuer",
-        "sub": "rpps:810000000001",
+        "sub": "rpps:810000000009",
         "aud": "carnet",
         "iat": NOW,
         "nbf": NOW,
         "exp": NOW + 900,
         "carnet_kind": "professional",
-        "rpps": "810000000001",
+        "rpps": "810000000009",
         "profession": "10",
         "structure": "750712184",
         "mode": "normal",
@@ -152,7 +152,7 @@ def test_minted_professional_claims(data_dir: Path) -> None:
     [
         ({"kind": "professional", "profession": "10"}, "rpps: field required", "rpps"),
         (
-            {"kind": "professional", "rpps": "810000000001"},
+            {"kind": "professional", "rpps": "810000000009"},
             "profession: field required",
             "profession",
         ),
@@ -164,19 +164,24 @@ def test_minted_professional_claims(data_dir: Path) -> None:
             "kind",
         ),
         (
-            {"kind": "patient", "ins": PATIENT_INS, "rpps": "8100"},
+            {"kind": "patient", "ins": PATIENT_INS, "rpps": "810000000009"},
             "rpps: unknown field (not allowed here)",
             "rpps",
         ),
         (
-            {"kind": "professional", "rpps": "8100", "profession": "10", "mode": "bris_de_glace"},
+            {
+                "kind": "professional",
+                "rpps": "810000000009",
+                "profession": "10",
+                "mode": "bris_de_glace",
+            },
             "reason: required when mode is bris_de_glace (say why the record is opened)",
             "reason",
         ),
         (
             {
                 "kind": "professional",
-                "rpps": "8100",
+                "rpps": "810000000009",
                 "profession": "10",
                 "mode": "bris_de_glace",
                 "reason": "  ",
@@ -185,7 +190,7 @@ def test_minted_professional_claims(data_dir: Path) -> None:
             "reason",
         ),
         (
-            {"kind": "professional", "rpps": "8100", "profession": "10", "mode": "urgent"},
+            {"kind": "professional", "rpps": "810000000009", "profession": "10", "mode": "urgent"},
             "mode: input should be 'normal', 'bris_de_glace' or 'centre_15'",
             "mode",
         ),

@@ -54,7 +54,7 @@ async def test_token_for_a_professional(
         "/dev/token",
         json={
             "kind": "professional",
-            "rpps": "810000000001",
+            "rpps": "810000000009",
             "profession": "60",
             "mode": "bris_de_glace",
             "reason": "urgence vitale",
@@ -63,7 +63,7 @@ async def test_token_for_a_professional(
     assert response.status_code == 200
     actor = await TokenVerifier(settings, issuer).verify(response.json()["access_token"])
     assert (actor.rpps, actor.profession, actor.mode, actor.reason) == (
-        "810000000001",
+        "810000000009",
         "60",
         AccessMode.BRIS_DE_GLACE,
         "urgence vitale",
@@ -82,7 +82,12 @@ async def test_invalid_body(client: httpx.AsyncClient) -> None:
 async def test_bris_de_glace_without_reason(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/dev/token",
-        json={"kind": "professional", "rpps": "8100", "profession": "10", "mode": "bris_de_glace"},
+        json={
+            "kind": "professional",
+            "rpps": "810000000009",
+            "profession": "10",
+            "mode": "bris_de_glace",
+        },
     )
     assert response.status_code == 400
     assert response.json()["error_description"] == (

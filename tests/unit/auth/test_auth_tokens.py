@@ -114,7 +114,7 @@ async def test_professional_round_trip(verifier: TokenVerifier, dev: DevIssuer) 
     token = dev.mint(
         {
             "kind": "professional",
-            "rpps": "810000000001",
+            "rpps": "810000000009",
             "profession": "10",
             "specialty": "SM26",
             "structure": "750712184",
@@ -125,23 +125,23 @@ async def test_professional_round_trip(verifier: TokenVerifier, dev: DevIssuer) 
     actor = await verifier.verify(token)
     assert actor == Actor(
         kind=ActorKind.PROFESSIONAL,
-        subject="rpps:810000000001",
+        subject="rpps:810000000009",
         issuer=DEV_ISSUER_URL,
-        rpps="810000000001",
+        rpps="810000000009",
         profession="10",
         specialty="SM26",
         structure="750712184",
         mode=AccessMode.CENTRE_15,
         name="Dr Jean Dupont",
     )
-    assert actor.id == "rpps:810000000001"
+    assert actor.id == "rpps:810000000009"
 
 
 async def test_bris_de_glace_round_trip(verifier: TokenVerifier, dev: DevIssuer) -> None:
     token = dev.mint(
         {
             "kind": "professional",
-            "rpps": "810000000002",
+            "rpps": "810000000017",
             "profession": "10",
             "mode": "bris_de_glace",
             "reason": "patient inconscient aux urgences",
@@ -283,7 +283,7 @@ async def test_bris_de_glace_without_reason(verifier: TokenVerifier, data_dir: P
     claims = external_claims(
         DEV_ISSUER_URL,
         carnet_kind="professional",
-        rpps="810000000001",
+        rpps="810000000009",
         profession="10",
         mode="bris_de_glace",
     )
@@ -349,18 +349,18 @@ async def test_claim_checks_on_dev_key(verifier: TokenVerifier, data_dir: Path) 
     assert (await message_for(carnet_kind="patient", ins="180017512345661")).startswith(
         "claim ins: INS 180017512345661: wrong NIR key 61"
     )
-    assert await message_for(carnet_kind="professional", rpps="8100") == (
+    assert await message_for(carnet_kind="professional", rpps="810000000009") == (
         "missing claim profession for a professional"
     )
     assert await message_for(carnet_kind="professional", profession="10") == (
         "missing claim rpps for a professional"
     )
     assert await message_for(
-        carnet_kind="professional", rpps="8100", profession="10", mode="urgence"
+        carnet_kind="professional", rpps="810000000009", profession="10", mode="urgence"
     ) == ("claim mode must be one of normal, bris_de_glace, centre_15, got 'urgence'")
-    assert await message_for(carnet_kind="professional", rpps=["8100"], profession="10") == (
-        "claim rpps must be a string"
-    )
+    assert await message_for(
+        carnet_kind="professional", rpps=["810000000009"], profession="10"
+    ) == ("claim rpps must be a string")
     assert await message_for(carnet_kind="patient", ins=PATIENT_INS, aud=["x", "y"]) == (
         "audience ['x', 'y'] not accepted: this server expects 'carnet'"
     )
@@ -407,7 +407,7 @@ async def test_inline_jwks_issuer_with_claim_mapping(clock: Clock) -> None:
     claims = external_claims(
         PSC,
         aud=["carnet-psc-client", "account"],
-        preferred_username="810000000001",
+        preferred_username="810000000009",
         given_name="Jeanne",
         SubjectRefPro={"exercices": [{"codeProfession": "10", "codeSavoirFaire": "SM54"}]},
     )
@@ -416,7 +416,7 @@ async def test_inline_jwks_issuer_with_claim_mapping(clock: Clock) -> None:
         kind=ActorKind.PROFESSIONAL,
         subject="f:abc-123",
         issuer=PSC,
-        rpps="810000000001",
+        rpps="810000000009",
         profession="10",
         specialty="SM54",
         name="Jeanne",
@@ -505,7 +505,7 @@ def psc_token(key: Any, kid: str, clock: Clock) -> str:
         "aud": "carnet",
         "iat": int(clock.now),
         "exp": int(clock.now) + 300,
-        "preferred_username": "810000000001",
+        "preferred_username": "810000000009",
         "profession": "21",
     }
     return sign(key, claims, "ES256", kid=kid)
@@ -518,7 +518,7 @@ async def test_jwks_uri_cache_ttl_and_kid_rotation(clock: Clock) -> None:
     verifier, http = uri_verifier(server, clock)
     async with http:
         actor = await verifier.verify(psc_token(old, "old", clock))
-        assert (actor.rpps, actor.profession, actor.issuer) == ("810000000001", "21", PSC)
+        assert (actor.rpps, actor.profession, actor.issuer) == ("810000000009", "21", PSC)
         assert server.requests == 1
 
         # cached: no new request within the TTL
@@ -530,7 +530,7 @@ async def test_jwks_uri_cache_ttl_and_kid_rotation(clock: Clock) -> None:
         server.keys = [new]
         clock.now += 15
         actor = await verifier.verify(psc_token(new, "new", clock))
-        assert actor.rpps == "810000000001"
+        assert actor.rpps == "810000000009"
         assert server.requests == 2
         # the old key is gone from the refreshed cache
         message = await refused(verifier, psc_token(old, "old", clock))
@@ -570,11 +570,11 @@ async def test_jwks_uri_unavailable(clock: Clock) -> None:
         # ... but after the rate limit, and then the cached keys stay usable
         server.status = 200
         clock.now += 11
-        assert (await verifier.verify(psc_token(key, "k1", clock))).rpps == "810000000001"
+        assert (await verifier.verify(psc_token(key, "k1", clock))).rpps == "810000000009"
         assert server.requests == 2
         server.status = 500
         clock.now += 700
-        assert (await verifier.verify(psc_token(key, "k1", clock))).rpps == "810000000001"
+        assert (await verifier.verify(psc_token(key, "k1", clock))).rpps == "810000000009"
         assert server.requests == 3
         # ... for an hour at most after the last successful fetch
         clock.now += 3000

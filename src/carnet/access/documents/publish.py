@@ -61,7 +61,9 @@ from carnet.domain.errors import (
     Refused,
     Rejected,
 )
+from carnet.domain.ins import names_an_ins
 from carnet.domain.notifications import new_document_notices
+from carnet.domain.professionals import same_professional_id
 from carnet.domain.records import RecordState
 from carnet.store.batch import Check, Insert, Update
 from carnet.store.content import StagedBlob
@@ -306,8 +308,7 @@ class Publisher:
         if entry.patient_value == loaded.record_id and not entry.patient_system:
             return  # named by the record's id: this very record
         if entry.patient_value and (
-            entry.patient_value.upper() != ins.value
-            or (entry.patient_system and entry.patient_system != ins.system)
+            entry.patient_value.upper() != ins.value or not names_an_ins(entry.patient_system)
         ):
             raise Rejected(
                 "the document is for another patient than the submission",
@@ -322,7 +323,7 @@ class Publisher:
         if self.actor.kind is ActorKind.PATIENT:
             return self.actor.id
         rpps = doc.entry.author_rpps()
-        return f"rpps:{rpps}" if rpps else self.actor.id
+        return same_professional_id(rpps) if rpps else self.actor.id
 
     async def _content(
         self,

@@ -420,7 +420,7 @@ async def load_publish_facts(
         first: str | None
         second: str | None
         if patient.ins is not None:
-            sql, first, second = PG_PUBLISH_BY_INS, patient.ins.oid, patient.ins.value
+            sql, first, second = PG_PUBLISH_BY_INS, None, patient.ins.value
         else:
             sql, first, second = PG_PUBLISH_BY_ID, patient.record_id, None
         loaded, m = await facts.load_pg_with(

@@ -38,6 +38,7 @@ from carnet.domain.actions import Action
 from carnet.domain.actors import AccessMode, ActorKind
 from carnet.domain.documents import DocumentPage, DocumentStatus, StoredSubmissionSet
 from carnet.domain.errors import Invalid, Reason
+from carnet.domain.ins import names_an_ins
 from carnet.domain.notifications import access_notices
 from carnet.domain.records import RecordState
 from carnet.domain.search import DocumentCriteria, ListCriteria, TokenParam
@@ -76,12 +77,13 @@ class Searcher:
         for values in identifiers:
             ors = []
             for t in values:
-                cond = records.c.ins_value == t.code.upper()
-                if t.system:
-                    cond = and_(cond, records.c.ins_oid == t.system.removeprefix("urn:oid:"))
-                ors.append(cond)
-            rows = await unit.conn.execute(select(records.c.record_id).where(or_(*ors)))
-            groups.append({r[0] for r in rows})
+                if names_an_ins(t.system):
+                    ors.append(records.c.ins_value == t.code.upper())
+            found: set[str] = set()
+            if ors:
+                rows = await unit.conn.execute(select(records.c.record_id).where(or_(*ors)))
+                found = {r[0] for r in rows}
+            groups.append(found)
         if not groups:
             return None
         named = set.intersection(*groups)
@@ -152,6 +154,7 @@ class Searcher:
         _check_named(criteria.record_ids, criteria.patient_identifiers)
 
         async def operation(unit: Unit) -> DocumentPage:
+            self.guard.check_scope(unit, Action.DOCUMENT_SEARCH, _patients_named(criteria))
             scans = [_Scan()]
             try:
                 return await self._search(unit, scans, criteria)
@@ -221,10 +224,10 @@ class Searcher:
         else:
             token = criteria.patient_identifiers[0][0]
             sql = PG_PAGE_BY_INS_DESC if criteria.sort_desc else PG_PAGE_BY_INS_ASC
-            first = token.system.removeprefix("urn:oid:") if token.system else None
+            first = None  # an INS is matched on its value, whatever its OID
             second = token.code.upper()
-            if first is None:
-                return None  # an INS without its system: the general path matches any
+            if not names_an_ins(token.system):
+                return None  # not an INS system: the general path, which matches nothing
         loaded, rows = await self.ctx.facts.load_pg_rows(
             unit,
             sql,
@@ -406,6 +409,7 @@ class Searcher:
         async def operation(
             unit: Unit,
         ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+            self.guard.check_scope(unit, Action.LIST_SEARCH, _patients_named(criteria))
             scan = _Scan()
             try:
                 return await self._lists(unit, scan, criteria)
@@ -529,6 +533,15 @@ def _check_named(record_ids: list[list[str]], identifiers: TokenParam) -> None:
             field="patient",
             reason=Reason.LIMIT,
         )
+
+
+def _patients_named(c: DocumentCriteria | ListCriteria) -> int:
+    """How many patients a search names: each ``patient`` or ``patient.identifier`` parameter
+    is one group of alternatives (an INS by its value, whatever its OID) and the groups must all
+    match, so the search names as many as its widest group (0 when it names none)."""
+    groups = [{v for v in g} for g in c.record_ids]
+    groups += [{t.code.upper() for t in values} for values in c.patient_identifiers]
+    return max((len(g) for g in groups), default=0)
 
 
 def _one_patient(c: DocumentCriteria) -> bool:

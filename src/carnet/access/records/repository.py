@@ -8,13 +8,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import false, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from carnet.access.unit_of_work import Unit
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.content import Representation
-from carnet.domain.ins import Ins
+from carnet.domain.ins import Ins, names_an_ins
 from carnet.domain.records import (
     CreationConsent,
     EmergencyConsents,
@@ -152,15 +152,15 @@ def search_conditions(actor: Actor, criteria: RecordCriteria) -> list[ColumnElem
     conds: list[ColumnElement[bool]] = []
     exact_ins = bool(criteria.identifiers)
     if criteria.identifiers:
+        # an INS is matched on its value, whatever its OID (domain/ins.py names_an_ins)
         conds.append(
             or_(
+                false(),
                 *[
-                    and_(
-                        records.c.ins_value == value.upper(),
-                        *([records.c.ins_oid == system.removeprefix("urn:oid:")] if system else []),
-                    )
+                    records.c.ins_value == value.upper()
                     for system, value in criteria.identifiers
-                ]
+                    if names_an_ins(system)
+                ],
             )
         )
     if criteria.ids:

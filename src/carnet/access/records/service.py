@@ -26,9 +26,10 @@ from carnet.access.records.repository import (
 from carnet.access.unit_of_work import Unit
 from carnet.domain.actions import Action
 from carnet.domain.actors import RPPS_SYSTEM, ActorKind
-from carnet.domain.clock import iso, new_id
+from carnet.domain.clock import new_id
 from carnet.domain.errors import Conflict, NotFound, Reason, Refused, Rejected, Stale
 from carnet.domain.ins import Ins
+from carnet.domain.notifications import Preferences
 from carnet.domain.records import (
     CreationConsent,
     EmergencyChoices,
@@ -73,14 +74,21 @@ class RecordService:
 
         async def operation(unit: Unit) -> Record:
             now = self.ctx.now()
+            objected, own = await self._objection(unit, identity.ins)
+            candidate = candidate_facts(identity.ins, now, objected=objected, objection_own=own)
             # traced on the new record's chain (the chain of no record if refused)
-            decision = self.guard.allows(Action.RECORD_CREATE, candidate_facts(identity.ins, now))
+            decision = self.guard.allows(Action.RECORD_CREATE, candidate)
             self.guard.trace(
                 unit, Action.RECORD_CREATE, decision, record_id=record_id if decision else None
             )
             if not decision:
                 raise Refused(f"not allowed: {decision.reason}")
-            await self._refuse_objection_or_duplicate(unit, identity.ins)
+            if objected:  # the person opens their own record: their objection is withdrawn
+                self.guard.check(
+                    unit, Action.RECORD_WITHDRAW, candidate, record_id=record_id, hide=False
+                )
+                unit.add(Delete(objections, {"ins_value": identity.ins.value}))
+            await self._refuse_duplicate(unit, identity.ins)
             record = Record(
                 record_id=record_id,
                 identity=identity,
@@ -190,26 +198,20 @@ class RecordService:
             )
         )
 
-    async def _refuse_objection_or_duplicate(self, unit: Unit, ins: Ins) -> None:
-        objected = (
-            await unit.conn.execute(
-                select(objections.c.recorded_at).where(
-                    objections.c.ins_oid == ins.oid, objections.c.ins_value == ins.value
-                )
-            )
-        ).first()
-        if objected is not None:
-            raise Conflict(
-                f"this person objected to the creation of a record on {iso(objected[0])}: "
-                "no record is created",
-                field="patient.ins",
-                reason=Reason.OBJECTED,
-            )
+    async def _objection(self, unit: Unit, ins: Ins) -> tuple[bool, bool]:
+        """Whether the person objected to the creation of their record (under any OID of their
+        INS), and whether the actor recorded that objection."""
+        rows = await unit.conn.execute(
+            select(objections.c.recorded_by).where(objections.c.ins_value == ins.value)
+        )
+        by = {r[0] for r in rows}
+        return bool(by), self.actor.id in by
+
+    async def _refuse_duplicate(self, unit: Unit, ins: Ins) -> None:
         existing = (
             await unit.conn.execute(
-                select(records.c.record_id, records.c.state).where(
-                    records.c.ins_oid == ins.oid, records.c.ins_value == ins.value
-                )
+                # one record per person: the same INS value under any OID is the same INS
+                select(records.c.record_id, records.c.state).where(records.c.ins_value == ins.value)
             )
         ).first()
         if existing is not None and existing[1] == RecordState.DESTROYED.value:
@@ -229,10 +231,11 @@ class RecordService:
         ins = patient.identity.ins
 
         async def operation(unit: Unit) -> Ins:
+            objected, own = await self._objection(unit, ins)
             self.guard.check(
                 unit,
                 Action.RECORD_OBJECTION,
-                candidate_facts(ins, self.ctx.now()),
+                candidate_facts(ins, self.ctx.now(), objected=objected, objection_own=own),
                 detail=str(ins),
                 hide=False,
             )
@@ -251,6 +254,27 @@ class RecordService:
                     ignore_conflicts=True,
                 )
             )
+            return ins
+
+        return await self.ctx.write(operation)
+
+    async def withdraw_objection(self, patient: PatientInput) -> Ins:
+        """Withdraw an objection to creation (dmp.md §2): the person themself, or the
+        professional who recorded it. Withdrawing none is no error for the person; a professional
+        is refused alike whether there is none or it is someone else's."""
+        ins = patient.identity.ins
+
+        async def operation(unit: Unit) -> Ins:
+            objected, own = await self._objection(unit, ins)
+            self.guard.check(
+                unit,
+                Action.RECORD_WITHDRAW,
+                candidate_facts(ins, self.ctx.now(), objected=objected, objection_own=own),
+                detail=str(ins),
+                hide=False,
+            )
+            if objected:
+                unit.add(Delete(objections, {"ins_value": ins.value}))
             return ins
 
         return await self.ctx.write(operation)
@@ -328,6 +352,9 @@ class RecordService:
                 changes.append((Action.CONSENT_EMERGENCY, _emergency_detail(emergency)))
             if treating != record.treating_physician:
                 changes.append((Action.RECORD_DESIGNATE, treating or "none"))
+            contact = _contact_changes(loaded.preferences, patient)
+            if contact:
+                changes.append((Action.RECORD_CONTACT, " ".join(contact)))
             changes.append((Action.RECORD_UPDATE, None))
             if state is RecordState.CLOSED and record.state is RecordState.ACTIVE:
                 changes.append((Action.RECORD_CLOSE, None))
@@ -379,6 +406,7 @@ class RecordService:
         limit = 10 * self.ctx.limits.page_size_max
 
         async def operation(unit: Unit) -> list[RecordView]:
+            self.guard.check_scope(unit, Action.RECORD_READ, _patients_named(criteria))
             ids = await find_ids(unit, conds, limit)
             loaded = await self.ctx.facts.load_many(unit, ids)
             views: list[RecordView] = []
@@ -407,6 +435,32 @@ class RecordService:
             return views[: self.ctx.limits.page_size_max]
 
         return await self.ctx.read(operation)
+
+
+def _contact_changes(stored: Preferences, patient: PatientInput) -> list[str]:
+    """Which of the patient's contact details and notification choices ``patient`` changes
+    (their names, never their values: a trace does not carry an address)."""
+    asked = preference_changes(email=patient.email)
+    p = patient.preferences
+    changed = ["email"] if asked.get("email") != stored.email else []
+    if p is not None:
+        if p.new_documents is not None and p.new_documents != stored.new_documents:
+            changed.append("new_documents")
+        if p.portal is not None and p.portal != stored.portal:
+            changed.append("portal")
+        if p.access_mode is not None:
+            mode = preference_changes(access_mode=p.access_mode)["access_mode"]
+            if mode != stored.access_mode.value:
+                changed.append("access_notices")
+    return changed
+
+
+def _patients_named(criteria: RecordCriteria) -> int:
+    """How many patients a Patient search names: by INS value (whatever the OID) or by id;
+    both given must match together. 0 when it names none (identity traits name nobody)."""
+    by_ins = {value.upper() for _system, value in criteria.identifiers}
+    by_id = set(criteria.ids)
+    return max(len(by_ins), len(by_id))
 
 
 def _emergency_detail(e: EmergencyConsents) -> str:
