@@ -43,7 +43,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -413,6 +413,7 @@ class DocModel:
     archived: bool = False
     versions: int = 1
     status_before_deletion: str = ""
+    content: bytes = b""
 
     def facts(self, *, before_deletion: bool = False) -> DocumentFacts:
         return DocumentFacts(
@@ -582,6 +583,7 @@ class Env:
         self.rules: Counter[tuple[str, bool]] = Counter()
         self.seconds = 0.0
         self.hand_made: World | None = None
+        self.collision_answers: set[tuple[str, str]] = set()  # one answer, whatever collided
 
     def run(self, coro: Awaitable[Any]) -> Any:
         return self.loop.run_until_complete(coro)
@@ -709,6 +711,7 @@ async def _publish(
         labels=frozenset(labels or ("N",)),
         date=date,
         added_at=added_at,
+        content=content,
     )
     rec.docs.append(doc)
     return doc
@@ -1216,6 +1219,7 @@ async def check_actor(env: Env, world: World, who: str, actor: Actor, check: Che
         )
         check.expect(totals <= {len(want)}, f"{where}: total {totals}, expected {len(want)}")
     check.decisions += len(by_id)
+    await _check_unique_ids(env, world, who, actor, allowed, check)
     await _check_traces(env, world, who, actor, allowed, check)
     # and the Lists of every record the actor reaches
     where = f"{who}: Lists without patient"
@@ -1231,6 +1235,99 @@ async def check_actor(env: Env, world: World, who: str, actor: Actor, check: Che
         )
         check.expect(totals <= {len(want)}, f"{where}: total {totals}, not {len(want)}")
     check.decisions += len(by_id)
+
+
+def _collision(rec: RecordModel, doc: DocModel, actor: Actor, content: bytes) -> Any:
+    """A submission of a new document under ``doc``'s uniqueId (its type and class)."""
+    dr = docref(
+        rec.ins,
+        unique_id=doc.unique_id,
+        type_code=doc.type_code,
+        class_code=doc.class_code,
+        author_rpps=actor.rpps or "",
+        content=content,
+    )
+    dr["type"]["coding"][0]["system"] = doc.type_system
+    if actor.kind is ActorKind.PATIENT:
+        dr["contained"][1] = {
+            "resourceType": "Patient",
+            "id": "author",
+            "identifier": [{"system": f"urn:oid:{TEST_OID}", "value": rec.ins}],
+        }
+    return build_submission(
+        bundle(rec.ins, [(dr, content, "application/pdf")]), allow_test=True, actor_id=actor.id
+    )
+
+
+async def _answer(call: Awaitable[Any]) -> tuple[str, str]:
+    """An operation's answer as its caller sees it: the kind of error and its message."""
+    try:
+        result = await call
+    except Exception as exc:  # the error is the answer
+        return type(exc).__name__, str(exc)
+    return "ok", ",".join(d.doc_id for d in result.documents)
+
+
+async def _check_unique_ids(
+    env: Env, world: World, who: str, actor: Actor, allowed: dict[str, bool], check: Check
+) -> None:
+    """A uniqueId collision tells a caller nothing of a document they may not read (issue "Close
+    every way a refused document still shows"): whoever may read the stored document and sends
+    its content gets it back; every other collision gets one answer, the same whatever the
+    stored document and its content, naming no document; whoever may not publish gets the
+    answer a free uniqueId gets."""
+    if actor.kind not in (ActorKind.PATIENT, ActorKind.PROFESSIONAL):
+        return
+    scope = env.scope(actor)
+    now = utcnow()
+    matrix = env.core.matrix.allows
+    for rec in world.records:
+        facts = rec.facts(actor, now)
+        live = [d for d in rec.docs if d.status != "entered-in-error" and d.content]
+        picked = [d for d in live if allowed[d.doc_id]][:1]
+        picked += [d for d in live if not allowed[d.doc_id]][:1]
+        for doc in picked:
+            where = (
+                f"{who}: uniqueId of {doc.name} ({'readable' if allowed[doc.doc_id] else 'hidden'})"
+            )
+            new = DocumentFacts(
+                "", "current", None, type_code=doc.type_code, class_code=doc.class_code
+            )
+            may_publish = decide(actor, Action.DOCUMENT_CREATE, facts, new, matrix=matrix)
+            other = b"%PDF-1.4\n% another " + uuid.uuid4().hex.encode() + b"\n"
+            same_answer = await _answer(scope.publish(_collision(rec, doc, actor, doc.content)))
+            other_answer = await _answer(scope.publish(_collision(rec, doc, actor, other)))
+            for _kind, text in (same_answer, other_answer):
+                check.expect(
+                    allowed[doc.doc_id] or doc.doc_id not in text,
+                    f"{where}: the answer names it: {text}",
+                )
+            if not may_publish:
+                free = replace(doc, unique_id=f"2.25.{uuid.uuid4().int}")
+                free_answer = await _answer(scope.publish(_collision(rec, free, actor, other)))
+                check.expect(
+                    same_answer == other_answer == free_answer,
+                    f"{where}: one who may not publish is told of the uniqueId: "
+                    f"{same_answer} {other_answer} / free {free_answer}",
+                )
+                continue
+            if allowed[doc.doc_id]:
+                check.expect(
+                    same_answer == ("ok", doc.doc_id),
+                    f"{where}: the same document again -> {same_answer}",
+                )
+            else:
+                check.expect(
+                    same_answer == other_answer,
+                    f"{where}: its content changes the answer: {same_answer} / {other_answer}",
+                )
+            check.expect(other_answer[0] == "Conflict", f"{where}: other content -> {other_answer}")
+            env.stats["collisions"] += 1
+            env.collision_answers.add(other_answer)
+            check.expect(
+                len(env.collision_answers) == 1,
+                f"{where}: collisions answer differently: {sorted(env.collision_answers)}",
+            )
 
 
 def _form(e: StoredEvent, *names: str) -> tuple[Any, ...]:
@@ -1355,7 +1452,8 @@ def _report(config: pytest.Config, e: Env) -> None:
     text = (
         f"access worlds [{e.backend}]: {s['worlds']} worlds ({s['random_worlds']} random in "
         f"{e.seconds:.1f} s), {s['actors']} actors, {s['decisions']} path decisions checked "
-        f"against the policy ({sum(e.rules.values())} policy decisions, {denied} denials)"
+        f"against the policy ({sum(e.rules.values())} policy decisions, {denied} denials), "
+        f"{s['collisions']} uniqueId collisions"
     )
     reporter = config.pluginmanager.getplugin("terminalreporter")
     capture = config.pluginmanager.getplugin("capturemanager")
