@@ -1278,6 +1278,8 @@ async def _check_unique_ids(
     answer a free uniqueId gets."""
     if actor.kind not in (ActorKind.PATIENT, ActorKind.PROFESSIONAL):
         return
+    if actor.mode is not AccessMode.NORMAL:
+        return  # adding a document does not depend on the mode: the normal one stands for all
     scope = env.scope(actor)
     now = utcnow()
     matrix = env.core.matrix.allows
