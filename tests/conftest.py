@@ -12,8 +12,10 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -25,6 +27,8 @@ from carnet.app import create_app
 from carnet.settings import Settings
 from carnet.store.db import create_engine
 from tests.factories import Factory
+
+T = TypeVar("T")
 
 PG_URL = os.environ.get("CARNET_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -110,10 +114,11 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp(f"carnet-{backend}")
-    settings, dbname = make_settings(backend, data_dir)
+@contextmanager
+def running_server(backend: str, data_dir: Path, **overrides: Any) -> Iterator[Server]:
+    """A server of its own (its database and data folder), stopped and its database dropped
+    at the end."""
+    settings, dbname = make_settings(backend, data_dir, **overrides)
     srv = Server(settings)
     srv.start()
     try:
@@ -122,6 +127,27 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         srv.stop()
         if dbname and PG_URL:
             asyncio.run(_drop_database(PG_URL, dbname))
+
+
+def on_database(server: Server, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(conn)`` in a transaction on the server's database (what a test checks
+    behind the API's back)."""
+
+    async def go() -> T:
+        engine = create_engine(server.settings)
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(backend, tmp_path_factory.mktemp(f"carnet-{backend}")) as srv:
+        yield srv
 
 
 @pytest.fixture()

@@ -6,14 +6,13 @@ never be a server error.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, Server, _drop_database, make_settings
+from tests.conftest import Server, running_server
 from tests.factories import Factory, random_rpps
 
 
@@ -59,14 +58,7 @@ def content_files(data_dir: Path) -> set[Path]:
 @pytest.fixture(scope="module")
 def small_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A dedicated server whose CARNET_MAX_UPLOAD_BYTES is 64 KiB."""
-    settings, dbname = make_settings(
+    with running_server(
         backend, tmp_path_factory.mktemp(f"carnet-small-{backend}"), max_upload_bytes=64 * 1024
-    )
-    srv = Server(settings)
-    srv.start()
-    try:
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
-        if dbname and PG_URL:
-            asyncio.run(_drop_database(PG_URL, dbname))

@@ -21,7 +21,7 @@ from carnet.domain.documents import MASKED
 from carnet.settings import Settings
 from carnet.store.db import create_engine
 from carnet.store.tables import consents, documents, records
-from tests.conftest import PG_URL, Server, _drop_database, make_settings
+from tests.conftest import Server, running_server
 from tests.factories import Factory
 
 PATIENTS, DOCUMENTS, SEED = 30, 200, 4
@@ -31,20 +31,14 @@ TEST_OID = "1.2.250.1.213.1.4.10"
 @pytest.fixture(scope="module")
 def loaded(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     """A server of its own, and the population loaded while it runs."""
-    settings, dbname = make_settings(backend, tmp_path_factory.mktemp(f"carnet-demo-{backend}"))
-    srv = Server(settings)
-    srv.start()
-    csv_path = settings.data_dir / "identities.csv"
-    try:
+    with running_server(backend, tmp_path_factory.mktemp(f"carnet-demo-{backend}")) as srv:
+        settings = srv.settings
+        csv_path = settings.data_dir / "identities.csv"
         done = asyncio.run(
             generate(settings, PATIENTS, DOCUMENTS, seed=SEED, identities=csv_path, progress=False)
         )
         assert done[:2] == (PATIENTS, DOCUMENTS)
         yield srv, csv_path
-    finally:
-        srv.stop()
-        if dbname and PG_URL:
-            asyncio.run(_drop_database(PG_URL, dbname))
 
 
 async def _rows(settings: Settings, query: Any) -> list[Any]:

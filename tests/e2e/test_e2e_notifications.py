@@ -3,31 +3,17 @@ outbox rows in the same transaction as the read or the write (docs/notifications
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import orjson
 from sqlalchemy import select
 
-from carnet.store.db import create_engine
 from carnet.store.preferences import set_preferences
 from carnet.store.tables import outbox
-from tests.conftest import Server
+from tests.conftest import Server, on_database
 from tests.e2e.conftest import Pro
 from tests.factories import Factory, created_doc_ids, docref, pdf_bytes
-
-
-def _db(server: Server, work: Any) -> Any:
-    async def go() -> Any:
-        engine = create_engine(server.settings)
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
 
 
 def outbox_of(server: Server, record_id: str) -> list[dict[str, Any]]:
@@ -35,7 +21,7 @@ def outbox_of(server: Server, record_id: str) -> list[dict[str, Any]]:
         q = select(outbox).where(outbox.c.record_id == record_id).order_by(outbox.c.event_id)
         return [dict(r._mapping) for r in await conn.execute(q)]
 
-    out: list[dict[str, Any]] = _db(server, work)
+    out: list[dict[str, Any]] = on_database(server, work)
     return out
 
 
@@ -72,7 +58,7 @@ def test_reads_and_new_documents_write_their_notifications(
     async def opt_in(conn: Any) -> None:
         await set_preferences(conn, rid, email="patient@example.org", new_documents=True)
 
-    _db(server, opt_in)
+    on_database(server, opt_in)
     second = publish_one(factory, pro, ins)
     rows = [r for r in outbox_of(server, rid) if r["kind"] == "new_document"]
     assert sorted(r["channel"] for r in rows) == ["email", "portal"]

@@ -5,16 +5,14 @@ are one professional; objections to creation are the person's own."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from carnet.store.db import create_engine
 from carnet.store.tables import audit_events, notification_preferences, outbox, records
-from tests.conftest import Server
+from tests.conftest import Server, on_database
 from tests.factories import (
     CARNET_EXT,
     FHIR_JSON,
@@ -42,23 +40,11 @@ def rules(http: httpx.Client, factory: Factory) -> Rules:
     return Rules(http, factory)
 
 
-def _db(server: Server, work: Any) -> Any:
-    async def go() -> Any:
-        engine = create_engine(server.settings)
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def _rows(server: Server, query: Any) -> list[dict[str, Any]]:
     async def work(conn: Any) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in await conn.execute(query)]
 
-    out: list[dict[str, Any]] = _db(server, work)
+    out: list[dict[str, Any]] = on_database(server, work)
     return out
 
 

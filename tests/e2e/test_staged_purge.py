@@ -4,7 +4,6 @@ purged", a disk that fills): by the server every CARNET_STAGED_PURGE_INTERVAL se
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from carnet.access.core import Core
 from carnet.domain.actors import Actor, ActorKind
 from carnet.store.tables import audit_events, binaries, contents
-from tests.conftest import PG_URL, Server, _drop_database, make_settings
+from tests.conftest import Server, running_server
 from tests.factories import FHIR_JSON, Factory, docref, fetch_sql, pdf_bytes, random_rpps
 
 OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="test-purge", issuer="carnet")
@@ -24,20 +23,13 @@ OPERATOR = Actor(kind=ActorKind.OPERATOR, subject="test-purge", issuer="carnet")
 
 @pytest.fixture(scope="module")
 def purging_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    settings, dbname = make_settings(
+    with running_server(
         backend,
         tmp_path_factory.mktemp(f"carnet-purge-{backend}"),
         staged_max_age_seconds=2,
         staged_purge_interval_seconds=1,
-    )
-    srv = Server(settings)
-    srv.start()
-    try:
+    ) as srv:
         yield srv
-    finally:
-        srv.stop()
-        if dbname and PG_URL:
-            asyncio.run(_drop_database(PG_URL, dbname))
 
 
 def _upload(client: httpx.Client, headers: dict[str, str], pid: str, body: bytes) -> str:

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Server, make_settings
+from tests.conftest import Server, running_server
 from tests.e2e.conftest import Pro
 from tests.factories import (
     FHIR_JSON,
@@ -256,18 +256,13 @@ def prod_server(
     request: pytest.FixtureRequest, backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Server, bool]]:
     """A server without the development issuer: API docs off by default, on when configured."""
-    settings, _ = make_settings(
+    with running_server(
         "sqlite",
         tmp_path_factory.mktemp("carnet-prod"),
         dev_issuer=False,
         api_docs=True if request.param else None,
-    )
-    srv = Server(settings)
-    srv.start()
-    try:
+    ) as srv:
         yield srv, bool(request.param)
-    finally:
-        srv.stop()
 
 
 def test_api_docs_follow_the_setting(prod_server: tuple[Server, bool], server: Server) -> None:
