@@ -41,7 +41,10 @@ from carnet.notify import Backoff, Worker, run_digest
 from carnet.notify.mailer import message_id
 from carnet.notify.messages import start_of_local_day
 from carnet.settings import Settings
+from carnet.store.crypto import MasterKey, load_master_key
 from carnet.store.db import create_engine, migrate
+from carnet.store.keyring import KeyRing
+from carnet.store.keystore import KeyStore
 from carnet.store.preferences import get_preferences, set_preferences
 from carnet.store.tables import outbox, portal_notifications, records
 from tests.conftest import PG_URL, _drop_database, _free_port, make_settings
@@ -168,15 +171,30 @@ def settings(backend: str, tmp_path: Path, smtp: SmtpServer) -> Iterator[Setting
             asyncio.run(_drop_database(PG_URL, dbname))
 
 
+# the key ring of each test's database (by its URL): the record's key seals the address
+KEYS: dict[str, KeyRing] = {}
+
+
+async def open_keys(settings: Settings) -> KeyRing:
+    """The configured key store, as the server and the worker open it."""
+    master = load_master_key(settings.master_key, settings.data_dir / "master.key")
+    return KeyRing(MasterKey(master), await KeyStore.open(settings))
+
+
 @pytest.fixture()
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(settings)
     await migrate(eng)
+    keys = await open_keys(settings)
+    await keys.create(RECORD)
+    KEYS[str(eng.url)] = keys
     async with eng.begin() as conn:
         await conn.execute(records.insert().values(**record_row(RECORD, INS)))
     try:
         yield eng
     finally:
+        KEYS.pop(str(eng.url), None)
+        await keys.store.close()
         await eng.dispose()
 
 
@@ -221,6 +239,7 @@ T0 = datetime(2026, 3, 12, 9, 0)  # 10:00 in Paris
 
 def worker(engine: AsyncEngine, settings: Settings, clock: Clock, **kw: Any) -> Worker:
     kw.setdefault("backoff", Backoff(jitter=0.0))
+    kw.setdefault("keys", KEYS[str(engine.url)])
     return Worker(engine, settings, clock=clock, **kw)
 
 
@@ -289,8 +308,9 @@ async def on_new_document(
 
 
 async def prefs(engine: AsyncEngine, **kw: Any) -> None:
+    key = await KEYS[str(engine.url)].key_for(RECORD)
     async with engine.begin() as conn:
-        await set_preferences(conn, RECORD, **kw)
+        await set_preferences(conn, RECORD, key=key, **kw)
 
 
 async def access(
@@ -329,7 +349,10 @@ async def test_emergency_access_tells_patient_and_treating_physician_at_once(
     assert "bris de glace" in text
     assert "https://carnet.example.fr" in text
     assert SECRET_TITLE not in text and "AVC" not in text  # no medical content, ever
-    email_row = next(r for r in await rows(engine, channel="email") if r["address"] == PATIENT_MAIL)
+    email_row = next(
+        r for r in await rows(engine, channel="email") if r["recipient"] == f"ins:{INS}"
+    )
+    assert email_row["address"] is None  # the patient's address is not in the row
     assert mail["Message-ID"] == message_id(email_row["event_id"], settings.smtp_from)
 
     [dmail] = smtp.to(DOCTOR_MAIL)
@@ -422,8 +445,8 @@ async def test_preferences_are_respected(
         ids = await on_new_document(conn, DR_MARTIN, RECORD, "rec0001-d9", SECRET_TITLE, now=T0)
     assert len(ids) == 2
     p = await prefs_of(engine)
-    assert (p.email, p.new_documents, p.access_mode, p.portal) == (
-        PATIENT_MAIL,
+    assert (p.has_email, p.new_documents, p.access_mode, p.portal) == (
+        True,
         True,
         "none",
         True,
@@ -447,7 +470,7 @@ async def test_preferences_are_respected(
     with pytest.raises(InvalidInput):
         await prefs(engine, access_mode="weekly")
     await prefs(engine, email=None)
-    assert (await prefs_of(engine)).email is None
+    assert not (await prefs_of(engine)).has_email
 
 
 async def prefs_of(engine: AsyncEngine) -> Any:
@@ -525,7 +548,7 @@ async def test_dead_after_max_attempts_and_at_once_when_refused(
     await access(engine, EMERGENCY, clock.now)
     r = await w.run_once()
     assert r.dead == 1
-    [row] = await rows(engine, channel="email", address="nobody@example.org")
+    row = (await rows(engine, channel="email"))[-1]
     assert row["status"] == Status.DEAD and row["attempts"] == 1
     assert "550" in row["last_error"]
     await w.close()
@@ -716,12 +739,15 @@ def test_cli_digest_writes_the_digests(settings: Settings, monkeypatch: pytest.M
     async def seed() -> None:
         eng = create_engine(settings)
         await migrate(eng)
+        keys = await open_keys(settings)
         try:
+            key = await keys.create(RECORD)
             async with eng.begin() as conn:
                 await conn.execute(records.insert().values(**record_row(RECORD, INS)))
-                await set_preferences(conn, RECORD, email=PATIENT_MAIL)
+                await set_preferences(conn, RECORD, key=key, email=PATIENT_MAIL)
                 await on_access(conn, DR_MARTIN, RECORD, "rec0001-d1")
         finally:
+            await keys.store.close()
             await eng.dispose()
 
     asyncio.run(seed())
