@@ -232,5 +232,10 @@ async def seal_clear_addresses(engine: AsyncEngine, keys: KeyRing, *, batch: int
         if len(rows) < batch:
             break
     if done:
+        if engine.dialect.name == "sqlite":
+            # the WAL keeps the pages as they were until a checkpoint: copy it in and empty it
+            # (secure_delete overwrites what the update left behind in the pages)
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         log.info("%d e-mail address(es) sealed with their record's key", done)
     return done
