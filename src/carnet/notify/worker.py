@@ -156,8 +156,13 @@ class Worker:
         if m["address"]:
             return str(m["address"])
         keys = await self.keys()
-        async with self.engine.connect() as conn:
-            return await patient_address(conn, keys, m["record_id"])
+        try:
+            async with self.engine.connect() as conn:
+                return await patient_address(conn, keys, m["record_id"])
+        finally:
+            # keep no record key in this process's memory: one destroyed meanwhile must not
+            # outlive its shredding here
+            keys.forget(m["record_id"])
 
     async def close(self) -> None:
         if self._mailer is not None:
