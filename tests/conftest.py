@@ -34,6 +34,38 @@ PG_URL = os.environ.get("CARNET_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
+async def found_at_rest(settings: Settings, needle: str) -> list[str]:
+    """Where ``needle`` (or its hex form, as bytea prints) can be read in the database behind
+    the API's back: the bytes of the SQLite files (database, WAL), or on PostgreSQL the text of
+    every row of every table (every text and bytea column). Empty: nowhere."""
+    from sqlalchemy import text
+
+    from carnet.store.tables import metadata
+
+    raw = needle.encode()
+    if not settings.sqlalchemy_url.startswith("postgresql"):
+        db = settings.data_dir / "carnet.sqlite"
+        files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        return [f.name for f in files if f.exists() and raw in f.read_bytes()]
+    found: list[str] = []
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                hits = await conn.execute(
+                    text(
+                        f"SELECT count(*) FROM {table.name} t "
+                        "WHERE strpos(t::text, :needle) > 0 OR strpos(t::text, :hex) > 0"
+                    ),
+                    {"needle": needle, "hex": raw.hex()},
+                )
+                if hits.scalar_one():
+                    found.append(table.name)
+    finally:
+        await engine.dispose()
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -3,17 +3,17 @@ outbox rows in the same transaction as the read or the write (docs/notifications
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import orjson
 from sqlalchemy import select
 
-from carnet.store.preferences import set_preferences
 from carnet.store.tables import outbox
-from tests.conftest import Server, on_database
+from tests.conftest import Server, found_at_rest, on_database
 from tests.e2e.conftest import Pro
-from tests.factories import Factory, created_doc_ids, docref, pdf_bytes
+from tests.factories import CARNET_EXT, FHIR_JSON, Factory, created_doc_ids, docref, pdf_bytes
 
 
 def outbox_of(server: Server, record_id: str) -> list[dict[str, Any]]:
@@ -55,10 +55,22 @@ def test_reads_and_new_documents_write_their_notifications(
     assert http.get(f"/fhir/DocumentReference/{doc_id}", headers=factory.patient(ins)).is_success
     assert len(outbox_of(server, rid)) == 1
 
-    async def opt_in(conn: Any) -> None:
-        await set_preferences(conn, rid, email="patient@example.org", new_documents=True)
-
-    on_database(server, opt_in)
+    # the patient gives an address and asks for new documents, through Patient.telecom
+    address = f"patient.{ins}@example.org"
+    me = factory.patient(ins)
+    mine = http.get(f"/fhir/Patient/{rid}", headers=me).json()
+    mine["telecom"] = [{"system": "email", "value": address}]
+    mine["extension"] = [
+        *mine.get("extension", []),
+        {
+            "url": f"{CARNET_EXT}/dmp-notification-preferences",
+            "extension": [{"url": "newDocuments", "valueBoolean": True}],
+        },
+    ]
+    r = http.put(f"/fhir/Patient/{rid}", json=mine, headers={**me, **FHIR_JSON})
+    assert r.status_code == 200, r.text
+    read = http.get(f"/fhir/Patient/{rid}", headers=me).json()
+    assert read["telecom"] == [{"system": "email", "value": address}]  # as given
     second = publish_one(factory, pro, ins)
     rows = [r for r in outbox_of(server, rid) if r["kind"] == "new_document"]
     assert sorted(r["channel"] for r in rows) == ["email", "portal"]
@@ -66,6 +78,7 @@ def test_reads_and_new_documents_write_their_notifications(
     # an ordinary read with an address: held for the daily digest
     assert http.get(f"/fhir/DocumentReference/{second}", headers=pro.headers).is_success
     held = [r for r in outbox_of(server, rid) if r["status"] == "held"]
-    assert [(r["kind"], r["channel"], r["address"]) for r in held] == [
-        ("access", "email", "patient@example.org")
-    ]
+    # the row names the patient, never their address (opened from the record at delivery)
+    assert [(r["kind"], r["channel"], r["address"]) for r in held] == [("access", "email", None)]
+    # the address is nowhere in the database in clear: it is sealed with the record's key
+    assert asyncio.run(found_at_rest(server.settings, address)) == []

@@ -175,3 +175,48 @@ async def test_the_import_keeps_postgresql_statistics_up_to_date(core: object) -
     finally:
         await engine.dispose()
     assert reltuples >= 8  # analysed after 4 records, then after 4 more (as many as it held)
+
+
+async def test_the_import_seals_the_patients_addresses(core: object) -> None:
+    """The bulk path writes the patients' e-mail addresses as the normal path does: sealed with
+    each record's key, never in clear (issue 7)."""
+    from sqlalchemy import select
+
+    from carnet.access.core import Core
+    from carnet.cli.demo import OPERATOR
+    from carnet.store.crypto import MasterKey, load_master_key
+    from carnet.store.db import create_engine
+    from carnet.store.keyring import KeyRing
+    from carnet.store.keystore import KeyStore
+    from carnet.store.preferences import open_email
+    from carnet.store.tables import notification_preferences as np
+    from tests.conftest import found_at_rest
+
+    assert isinstance(core, Core)
+    _, records = next(Population(10, 10, seed=13).batches())
+    given = [r.email for r in records]
+    assert any(given)
+    result = await core.scope(OPERATOR).imports.load(records)
+    s = core.settings
+    keys = KeyRing(
+        MasterKey(load_master_key(s.master_key, s.data_dir / "master.key")),
+        await KeyStore.open(s),
+    )
+    engine = create_engine(s)
+    try:
+        async with engine.connect() as conn:
+            rows = {
+                r[0]: (r[1], r[2])
+                for r in await conn.execute(select(np.c.record_id, np.c.email, np.c.email_sealed))
+            }
+        for rid, email in zip(result.record_ids, given, strict=True):
+            clear, sealed = rows[rid]
+            assert clear is None
+            if email is None:
+                assert sealed is None
+            else:
+                assert open_email(await keys.key_for(rid), rid, sealed) == email
+                assert await found_at_rest(s, email) == []
+    finally:
+        await keys.store.close()
+        await engine.dispose()

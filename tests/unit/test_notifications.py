@@ -41,7 +41,10 @@ from carnet.notify import Backoff, Worker, run_digest
 from carnet.notify.mailer import message_id
 from carnet.notify.messages import start_of_local_day
 from carnet.settings import Settings
+from carnet.store.crypto import MasterKey, load_master_key
 from carnet.store.db import create_engine, migrate
+from carnet.store.keyring import KeyRing
+from carnet.store.keystore import KeyStore
 from carnet.store.preferences import get_preferences, set_preferences
 from carnet.store.tables import outbox, portal_notifications, records
 from tests.conftest import PG_URL, _drop_database, _free_port, make_settings
@@ -168,15 +171,30 @@ def settings(backend: str, tmp_path: Path, smtp: SmtpServer) -> Iterator[Setting
             asyncio.run(_drop_database(PG_URL, dbname))
 
 
+# the key ring of each test's database (by its URL): the record's key seals the address
+KEYS: dict[str, KeyRing] = {}
+
+
+async def open_keys(settings: Settings) -> KeyRing:
+    """The configured key store, as the server and the worker open it."""
+    master = load_master_key(settings.master_key, settings.data_dir / "master.key")
+    return KeyRing(MasterKey(master), await KeyStore.open(settings))
+
+
 @pytest.fixture()
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(settings)
     await migrate(eng)
+    keys = await open_keys(settings)
+    await keys.create(RECORD)
+    KEYS[str(eng.url)] = keys
     async with eng.begin() as conn:
         await conn.execute(records.insert().values(**record_row(RECORD, INS)))
     try:
         yield eng
     finally:
+        KEYS.pop(str(eng.url), None)
+        await keys.store.close()
         await eng.dispose()
 
 
@@ -221,6 +239,7 @@ T0 = datetime(2026, 3, 12, 9, 0)  # 10:00 in Paris
 
 def worker(engine: AsyncEngine, settings: Settings, clock: Clock, **kw: Any) -> Worker:
     kw.setdefault("backoff", Backoff(jitter=0.0))
+    kw.setdefault("keys", KEYS[str(engine.url)])
     return Worker(engine, settings, clock=clock, **kw)
 
 
@@ -289,8 +308,9 @@ async def on_new_document(
 
 
 async def prefs(engine: AsyncEngine, **kw: Any) -> None:
+    key = await KEYS[str(engine.url)].key_for(RECORD)
     async with engine.begin() as conn:
-        await set_preferences(conn, RECORD, **kw)
+        await set_preferences(conn, RECORD, key=key, **kw)
 
 
 async def access(
@@ -329,7 +349,10 @@ async def test_emergency_access_tells_patient_and_treating_physician_at_once(
     assert "bris de glace" in text
     assert "https://carnet.example.fr" in text
     assert SECRET_TITLE not in text and "AVC" not in text  # no medical content, ever
-    email_row = next(r for r in await rows(engine, channel="email") if r["address"] == PATIENT_MAIL)
+    email_row = next(
+        r for r in await rows(engine, channel="email") if r["recipient"] == f"ins:{INS}"
+    )
+    assert email_row["address"] is None  # the patient's address is not in the row
     assert mail["Message-ID"] == message_id(email_row["event_id"], settings.smtp_from)
 
     [dmail] = smtp.to(DOCTOR_MAIL)
@@ -422,8 +445,8 @@ async def test_preferences_are_respected(
         ids = await on_new_document(conn, DR_MARTIN, RECORD, "rec0001-d9", SECRET_TITLE, now=T0)
     assert len(ids) == 2
     p = await prefs_of(engine)
-    assert (p.email, p.new_documents, p.access_mode, p.portal) == (
-        PATIENT_MAIL,
+    assert (p.has_email, p.new_documents, p.access_mode, p.portal) == (
+        True,
         True,
         "none",
         True,
@@ -447,7 +470,7 @@ async def test_preferences_are_respected(
     with pytest.raises(InvalidInput):
         await prefs(engine, access_mode="weekly")
     await prefs(engine, email=None)
-    assert (await prefs_of(engine)).email is None
+    assert not (await prefs_of(engine)).has_email
 
 
 async def prefs_of(engine: AsyncEngine) -> Any:
@@ -525,7 +548,7 @@ async def test_dead_after_max_attempts_and_at_once_when_refused(
     await access(engine, EMERGENCY, clock.now)
     r = await w.run_once()
     assert r.dead == 1
-    [row] = await rows(engine, channel="email", address="nobody@example.org")
+    row = (await rows(engine, channel="email"))[-1]
     assert row["status"] == Status.DEAD and row["attempts"] == 1
     assert "550" in row["last_error"]
     await w.close()
@@ -716,12 +739,15 @@ def test_cli_digest_writes_the_digests(settings: Settings, monkeypatch: pytest.M
     async def seed() -> None:
         eng = create_engine(settings)
         await migrate(eng)
+        keys = await open_keys(settings)
         try:
+            key = await keys.create(RECORD)
             async with eng.begin() as conn:
                 await conn.execute(records.insert().values(**record_row(RECORD, INS)))
-                await set_preferences(conn, RECORD, email=PATIENT_MAIL)
+                await set_preferences(conn, RECORD, key=key, email=PATIENT_MAIL)
                 await on_access(conn, DR_MARTIN, RECORD, "rec0001-d1")
         finally:
+            await keys.store.close()
             await eng.dispose()
 
     asyncio.run(seed())
@@ -738,3 +764,188 @@ def test_cli_digest_writes_the_digests(settings: Settings, monkeypatch: pytest.M
     now = runner.invoke(app, ["notify", "digest", "--include-today"])
     assert now.exit_code == 0, now.output
     assert "1 digest(s) written" in now.output
+
+
+# -- the address at rest (issue 7) -----------------------------------------------------------------
+async def test_the_patients_address_is_sealed_at_rest_and_gone_with_the_key(
+    engine: AsyncEngine, settings: Settings, smtp: SmtpServer
+) -> None:
+    from carnet.domain.notifications import Channel, Recipient, outbox_rows
+    from carnet.store.crypto import DecryptionError
+    from carnet.store.keyring import KeyGone
+    from carnet.store.preferences import open_email
+    from carnet.store.tables import notification_preferences
+    from tests.conftest import found_at_rest
+
+    smtp.start()
+    await prefs(engine, email=PATIENT_MAIL, access_mode="immediate")
+    await access(engine, EMERGENCY, T0)
+    await access(engine, DR_MARTIN, T0)  # at once
+    await access(engine, NURSE, T0 - timedelta(days=1))  # …and one for a digest
+    async with engine.begin() as conn:
+        await set_preferences(conn, RECORD, access_mode="digest")
+        await on_access(conn, NURSE, RECORD, "rec0001-d2", now=T0 - timedelta(days=1))
+    assert await run_digest(engine, now=T0) == 1
+    result = await worker(engine, settings, Clock(T0)).drain()
+    assert result.sent == 8 and result.errors == []  # 4 e-mails (1 digest), 4 portal entries
+    assert len(smtp.to(PATIENT_MAIL)) == 4
+
+    # no row holds the address in clear: not the preferences, not the outbox (sent or not)
+    assert all(r["address"] is None for r in await rows(engine))
+    assert await found_at_rest(settings, PATIENT_MAIL) == []
+    async with engine.connect() as conn:
+        [(clear, sealed)] = (
+            await conn.execute(
+                select(notification_preferences.c.email, notification_preferences.c.email_sealed)
+            )
+        ).all()
+    assert clear is None and PATIENT_MAIL.encode() not in sealed
+    keys = KEYS[str(engine.url)]
+    key = await keys.key_for(RECORD)
+    assert open_email(key, RECORD, sealed) == PATIENT_MAIL
+    with pytest.raises(DecryptionError):  # bound to its record: not moved to another
+        open_email(key, "rec0002", sealed)
+
+    # the record is destroyed (its key shredded): what is left opens with no key there is
+    pending = outbox_rows(
+        record_id=RECORD,
+        kind=Kind.ACCESS,
+        payload={"actor": {"name": "x"}, "mode": "normal", "at": "2026-03-12T10:00:00"},
+        recipients=[Recipient(f"ins:{INS}", Channel.EMAIL)],
+        now=T0,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(outbox.insert(), pending)
+    await keys.destroy(RECORD)
+    with pytest.raises(KeyGone):
+        await keys.key_for(RECORD)
+    assert await found_at_rest(settings, PATIENT_MAIL) == []
+    # a notification still due when its record was destroyed is dropped, never sent
+    r = await worker(engine, settings, Clock(T0)).run_once()
+    assert (r.claimed, r.skipped, r.sent) == (1, 1, 0)
+    [row] = await rows(engine, event_id=pending[0]["event_id"])
+    assert row["status"] == Status.SKIPPED and "destroyed" in row["last_error"]
+    assert len(smtp.to(PATIENT_MAIL)) == 4
+
+
+async def test_an_address_changed_after_the_event_is_the_one_written_to(
+    engine: AsyncEngine, settings: Settings, smtp: SmtpServer
+) -> None:
+    """The row does not copy the address: the worker opens the current one; without one any
+    more, the e-mail is skipped."""
+    smtp.start()
+    await prefs(engine, email=PATIENT_MAIL, portal=False)
+    await access(engine, EMERGENCY, T0)
+    await prefs(engine, email="marie.new@example.org")
+    await access(engine, EMERGENCY, T0)
+    await prefs(engine, email=None)
+    await access(engine, EMERGENCY, T0)  # no address: no e-mail row (the portal is told)
+    await prefs(engine, email="marie.new@example.org")
+    first = await worker(engine, settings, Clock(T0)).drain()
+    assert first.sent == 5  # 2 e-mails, 3 portal entries
+    assert len(smtp.to("marie.new@example.org")) == 2 and smtp.to(PATIENT_MAIL) == []
+    await access(engine, EMERGENCY, T0)
+    await prefs(engine, email=None)
+    r = await worker(engine, settings, Clock(T0)).drain()
+    assert r.skipped == 1
+    [row] = [x for x in await rows(engine, channel="email") if x["status"] == Status.SKIPPED]
+    assert row["last_error"] == "no e-mail address"
+
+
+def test_addresses_stored_before_0008_are_sealed_after_it(backend: str, tmp_path: Path) -> None:
+    """Rows written before migration 0008: the migration removes the addresses of outbox rows
+    to the patient; the addresses of the preferences are sealed with each record's key when a
+    process starts with the keys (carnet migrate, serve, notify), resumably, and the worker
+    still delivers to them."""
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.engine import Connection
+
+    from carnet.store.db import alembic_config
+    from carnet.store.preferences import open_email, seal_clear_addresses, stored_email
+    from carnet.store.services import StoreServices
+    from carnet.store.tables import notification_preferences
+    from tests.conftest import found_at_rest
+
+    made, dbname = make_settings(backend, tmp_path / "data")
+    at = "2026-01-01 00:00:00"
+    ids = [f"rec{i:04d}" for i in range(1, 6)]  # rec0005: destroyed, its key gone
+
+    def before(conn: Connection) -> None:
+        command.upgrade(alembic_config(conn), "0007")
+        for i, rid in enumerate(ids):
+            row = record_row(rid, f"28004751234{i:04d}")
+            conn.execute(records.insert().values(**row))
+            conn.execute(
+                text(
+                    "INSERT INTO notification_preferences (record_id, email, new_documents, "
+                    f"access_mode, portal, updated_at) VALUES ('{rid}', 'p.{rid}@example.org', "
+                    f"false, 'immediate', true, '{at}')"
+                )
+            )
+        for recipient, address in (
+            ("ins:280047512340000", "p.rec0001@example.org"),
+            ("rpps:10005555555", DOCTOR_MAIL),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (record_id, event_id, kind, channel, recipient, address, "
+                    "payload, status, attempts, next_attempt_at, created_at) VALUES ('rec0001', "
+                    f"'e-{recipient[:4]}', 'emergency_access', 'email', '{recipient}', "
+                    f"'{address}', '{{}}', 'sent', 1, '{at}', '{at}')"
+                )
+            )
+
+    def after(conn: Connection) -> None:
+        command.upgrade(alembic_config(conn), "head")
+
+    async def go() -> None:
+        eng = create_engine(made)
+        keys = await open_keys(made)
+        try:
+            for rid in ids[:-1]:
+                await keys.create(rid)
+            async with eng.begin() as conn:
+                await conn.run_sync(before)
+            async with eng.begin() as conn:
+                await conn.run_sync(after)
+            by_recipient = {r["recipient"]: r["address"] for r in await rows(eng)}
+            # the patient's address left the outbox; a professional's stays
+            assert by_recipient == {"ins:280047512340000": None, "rpps:10005555555": DOCTOR_MAIL}
+            # before the sealing, the clear address still counts
+            async with eng.connect() as conn:
+                assert (await get_preferences(conn, "rec0001")).has_email
+                assert await stored_email(conn, b"", "rec0001") == "p.rec0001@example.org"
+            # two at a time, as an interrupted run would have left it: it goes on from there
+            assert await seal_clear_addresses(eng, keys, batch=2) == 5
+            assert await seal_clear_addresses(eng, keys, batch=2) == 0
+            async with eng.connect() as conn:
+                got = {
+                    r[0]: (r[1], r[2])
+                    for r in await conn.execute(
+                        select(
+                            notification_preferences.c.record_id,
+                            notification_preferences.c.email,
+                            notification_preferences.c.email_sealed,
+                        )
+                    )
+                }
+            for rid in ids[:-1]:
+                clear, sealed = got[rid]
+                assert clear is None
+                assert open_email(await keys.key_for(rid), rid, sealed) == f"p.{rid}@example.org"
+            assert got["rec0005"] == (None, None)  # destroyed: no key to seal with, dropped
+            for rid in ids:  # nowhere in clear, in the database's files either
+                assert await found_at_rest(made, f"p.{rid}@example.org") == []
+        finally:
+            await keys.store.close()
+            await eng.dispose()
+        # a start with the keys (here: the store's own) finds nothing left to seal
+        store = await StoreServices.start(made)
+        await store.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        if dbname and PG_URL:
+            asyncio.run(_drop_database(PG_URL, dbname))

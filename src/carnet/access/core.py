@@ -107,13 +107,9 @@ class Core:
     # -- the operator's infrastructure tasks (no medical data involved) -------------------------
     @staticmethod
     async def migrate(settings: Settings) -> None:
-        from carnet.store.db import create_engine, migrate
-
-        engine = create_engine(settings)
-        try:
-            await migrate(engine)
-        finally:
-            await engine.dispose()
+        """Apply the migrations, then what they leave to the core's keys (addresses sealed)."""
+        store = await StoreServices.start(settings, run_migrations=True)
+        await store.close()
 
     @staticmethod
     def backup(settings: Settings, destination: Path) -> str:

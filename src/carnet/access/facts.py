@@ -26,7 +26,7 @@ from carnet.domain.clock import utcnow
 from carnet.domain.ins import Ins
 from carnet.domain.notifications import Preferences
 from carnet.domain.records import Record, RecordState
-from carnet.store.preferences import preferences_of_row
+from carnet.store.preferences import has_email_column, preferences_of_row
 from carnet.store.tables import (
     audit_heads,
     consents,
@@ -121,7 +121,8 @@ def candidate_facts(
 
 _PG_FACTS = """
 SELECT r.*, h.seq AS head_seq, h.hash AS head_hash{extra},
-       np.email, np.new_documents, np.access_mode, np.portal,
+       (np.email_sealed IS NOT NULL OR np.email IS NOT NULL) AS has_email,
+       np.new_documents, np.access_mode, np.portal,
        (SELECT array_agg(c.decision || ' ' || c.actor_kind || ' ' || c.actor_value)
           FROM consents c
          WHERE c.record_id = r.record_id AND c.status = 'active'
@@ -185,7 +186,7 @@ class FactLoader:
                     records,
                     audit_heads.c.seq.label("head_seq"),
                     audit_heads.c.hash.label("head_hash"),
-                    np.email,
+                    has_email_column(),
                     np.new_documents,
                     np.access_mode,
                     np.portal,

@@ -48,7 +48,7 @@ from carnet.domain.traces import TraceEvent, extend
 from carnet.store.bulk import BulkStore, Duplicate, Row, columns, seal
 from carnet.store.codec import entry_to_json, record_to_json
 from carnet.store.envelope import pack
-from carnet.store.preferences import preference_changes
+from carnet.store.preferences import default_row, preference_changes, sealed_columns
 
 _TABLES = (
     "records",
@@ -255,13 +255,9 @@ class ImportService:
                 out["consents"].append(_consent(ids, rid, "deny", value, patient.id, now))
                 consent_rows.append(("deny", "professional", value))
             prefs = {
-                "record_id": rid,
-                "email": None,
-                "new_documents": False,
-                "access_mode": "digest",
-                "portal": True,
-                "updated_at": now,
-                **preference_changes(email=rec.email),
+                **default_row(rid, now),
+                # the address sealed with the record's key, as the normal path seals it
+                **sealed_columns(preference_changes(email=rec.email), key, rid),
             }
             out["notification_preferences"].append(_row("notification_preferences", prefs))
             stored: set[str] = set()

@@ -74,7 +74,10 @@ HIDDEN_FROM_PATIENT: Final = frozenset({"INVISIBLE_PATIENT", "INVISIBLE_REPRESEN
 
 @dataclass(frozen=True, slots=True)
 class Preferences:
-    email: str | None = None
+    """The patient's choices. Whether they gave an address, not the address: it is stored
+    sealed with the record's key, and only the delivery of an e-mail opens it."""
+
+    has_email: bool = False
     new_documents: bool = False
     access_mode: AccessNotices = AccessNotices.DIGEST
     portal: bool = True
@@ -89,7 +92,9 @@ class Recipient:
 
     actor_id: str
     channel: Channel
-    address: str | None = None  # e-mail address (channel email)
+    # e-mail address (channel email) of a professional; never the patient's: the worker opens
+    # the record's sealed address when it delivers (docs/notifications.md)
+    address: str | None = None
     role: Role = Role.PATIENT
     held: bool = False  # wait for the daily digest instead of being delivered
 
@@ -136,12 +141,18 @@ def outbox_rows(
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """One outbox row per recipient (every column of the table). Each row's payload is
-    ``payload`` plus ``"to"``: the role of its recipient, which picks the wording."""
+    ``payload`` plus ``"to"``: the role of its recipient, which picks the wording. An e-mail to
+    the patient carries no address (the record's sealed one is opened at delivery); an e-mail
+    to anyone else without an address is not written."""
     at = now or utcnow()
     rows: list[dict[str, Any]] = []
     for r in recipients:
-        if r.channel is Channel.EMAIL and not r.address:
+        if r.channel is Channel.EMAIL and r.role is Role.PATIENT:
+            address = None  # never in clear in a row: opened from the preferences at delivery
+        elif r.channel is Channel.EMAIL and not r.address:
             continue  # nobody to write to
+        else:
+            address = r.address
         rows.append(
             {
                 "record_id": record_id,
@@ -149,7 +160,7 @@ def outbox_rows(
                 "kind": str(kind),
                 "channel": r.channel.value,
                 "recipient": r.actor_id,
-                "address": r.address,
+                "address": address,
                 "payload": orjson.dumps({**payload, "to": r.role.value}).decode(),
                 "status": (Status.HELD if r.held else Status.PENDING).value,
                 "attempts": 0,
@@ -223,8 +234,8 @@ def access_notices(
     recipients: list[Recipient] = []
     if actor.mode in EMERGENCY_MODES:
         kind = Kind.EMERGENCY_ACCESS
-        if prefs.email:
-            recipients.append(Recipient(patient, Channel.EMAIL, prefs.email))
+        if prefs.has_email:
+            recipients.append(Recipient(patient, Channel.EMAIL))
         recipients.append(Recipient(patient, Channel.PORTAL))
         doctor = _contact(treating_physician)
         if doctor is not None and doctor.actor_id != actor.id:
@@ -243,9 +254,9 @@ def access_notices(
                 )
     else:
         kind = Kind.ACCESS
-        if prefs.email and prefs.access_mode is not AccessNotices.NONE:
+        if prefs.has_email and prefs.access_mode is not AccessNotices.NONE:
             held = prefs.access_mode is AccessNotices.DIGEST
-            recipients.append(Recipient(patient, Channel.EMAIL, prefs.email, held=held))
+            recipients.append(Recipient(patient, Channel.EMAIL, held=held))
         if prefs.portal:
             recipients.append(Recipient(patient, Channel.PORTAL))
     return outbox_rows(
@@ -271,8 +282,8 @@ def new_document_notices(
         return []
     at = now or utcnow()
     recipients: list[Recipient] = []
-    if prefs.email:
-        recipients.append(Recipient(patient, Channel.EMAIL, prefs.email))
+    if prefs.has_email:
+        recipients.append(Recipient(patient, Channel.EMAIL))
     if prefs.portal:
         recipients.append(Recipient(patient, Channel.PORTAL))
     payload = {

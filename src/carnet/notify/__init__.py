@@ -14,6 +14,7 @@ from carnet.notify.digest import run_digest
 from carnet.notify.worker import Backoff, PassResult, Worker
 from carnet.settings import Settings
 from carnet.store.db import create_engine, migrate
+from carnet.store.services import StoreServices
 
 __all__ = ["Backoff", "PassResult", "Worker", "digest_now", "run_digest", "worker_for"]
 
@@ -22,23 +23,24 @@ __all__ = ["Backoff", "PassResult", "Worker", "digest_now", "run_digest", "worke
 async def worker_for(
     settings: Settings, *, lease_seconds: float, batch_size: int, max_attempts: int
 ) -> AsyncIterator[Worker]:
-    """A worker on the configured store (migrated first), closed on exit."""
-    engine = create_engine(settings)
+    """A worker on the configured store (migrated first, and the addresses left in clear by
+    older versions sealed), closed on exit."""
+    store = await StoreServices.start(settings)  # migrated, and old addresses sealed
     try:
-        await migrate(engine)
         worker = Worker(
-            engine,
+            store.engine,
             settings,
             lease_seconds=lease_seconds,
             batch_size=batch_size,
             max_attempts=max_attempts,
+            keys=store.keys,  # to open patients' addresses
         )
         try:
             yield worker
         finally:
             await worker.close()
     finally:
-        await engine.dispose()
+        await store.close()
 
 
 async def digest_now(settings: Settings, *, include_today: bool = False) -> int:

@@ -68,7 +68,7 @@ async def run_digest(
         for (record_id, recipient, day), items in sorted(groups.items()):
             items.sort(key=lambda m: (m["created_at"], m["event_id"]))
             prefs = await get_preferences(conn, record_id)
-            if not prefs.email or prefs.access_mode is AccessNotices.NONE:
+            if not prefs.has_email or prefs.access_mode is AccessNotices.NONE:
                 await conn.execute(
                     update(outbox)
                     .where(
@@ -89,7 +89,8 @@ async def run_digest(
                 record_id=record_id,
                 kind=Kind.DIGEST,
                 payload={"day": day.isoformat(), "accesses": accesses},
-                recipients=[Recipient(recipient, Channel.EMAIL, prefs.email)],
+                # the address is not in the row: the worker opens the sealed one to deliver
+                recipients=[Recipient(recipient, Channel.EMAIL)],
                 now=at,
             )
             await conn.execute(outbox.insert(), rows)

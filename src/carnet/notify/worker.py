@@ -14,6 +14,11 @@ At-least-once, crash-safe:
    ``max_attempts`` or a permanent refusal; or ``skipped`` when e-mail is not configured.
    Only the holder of the lease may finish a row.
 
+An e-mail to the patient carries no address in its row: the worker opens the patient's address,
+sealed with the record's key in ``notification_preferences``, just before it sends (the record
+destroyed meanwhile: the notification is dropped, ``skipped``). An e-mail to a professional (the
+médecin traitant) carries their address.
+
 A worker killed after 1 leaves its rows ``sending`` until the lease expires; the next worker
 takes them over. A portal entry is written with the outbox update in one transaction, keyed by
 the event id: exactly once. An e-mail accepted by the SMTP server just before a crash is sent
@@ -47,6 +52,10 @@ from carnet.notify.digest import run_digest
 from carnet.notify.mailer import DeliveryError, Mailer, SmtpMailer, build_message
 from carnet.notify.messages import Text, email_text, portal_text
 from carnet.settings import Settings
+from carnet.store.crypto import DecryptionError, MasterKey, load_master_key
+from carnet.store.keyring import KeyGone, KeyRing
+from carnet.store.keystore import KeyStore
+from carnet.store.preferences import patient_address
 from carnet.store.tables import outbox, portal_notifications
 from carnet.store.upsert import insert_ignore
 
@@ -54,6 +63,8 @@ log = logging.getLogger("carnet.notify")
 
 PAUSE_AFTER_CLAIM_ENV = "CARNET_NOTIFY_TEST_PAUSE_AFTER_CLAIM"
 EMAIL_DISABLED = "e-mail disabled: CARNET_SMTP_HOST is not set"
+NO_ADDRESS = "no e-mail address"
+DESTROYED = "not sent: the record was destroyed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +117,11 @@ class Worker:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         owner: str | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.engine = engine
+        self._keys = keys  # the record keys, to open patients' addresses
+        self._own_keys: KeyStore | None = None  # a key store this worker opened (and closes)
         self.settings = settings
         self._mailer = mailer
         self.clock = clock
@@ -127,9 +141,36 @@ class Worker:
             self._mailer = SmtpMailer(self.settings)
         return self._mailer
 
+    async def keys(self) -> KeyRing:
+        """The record keys: those given, else the configured key store (opened once)."""
+        if self._keys is None:
+            s = self.settings
+            master = MasterKey(load_master_key(s.master_key, s.data_dir / "master.key"))
+            self._own_keys = await KeyStore.open(s)
+            self._keys = KeyRing(master, self._own_keys)
+        return self._keys
+
+    async def _address(self, m: Any) -> str | None:
+        """Where an e-mail goes: a professional's address is in the row; the patient's is
+        opened from the record's sealed preferences (KeyGone: the record was destroyed)."""
+        if m["address"]:
+            return str(m["address"])
+        keys = await self.keys()
+        try:
+            async with self.engine.connect() as conn:
+                return await patient_address(conn, keys, m["record_id"])
+        finally:
+            # keep no record key in this process's memory: one destroyed meanwhile must not
+            # outlive its shredding here
+            keys.forget(m["record_id"])
+
     async def close(self) -> None:
         if self._mailer is not None:
             await self._mailer.close()
+        if self._own_keys is not None:
+            await self._own_keys.close()
+            self._own_keys = None
+            self._keys = None
 
     # -- claim --------------------------------------------------------------------------------
     def _due(self, now: datetime) -> Any:
@@ -212,14 +253,22 @@ class Worker:
             if not self.email_enabled:
                 await self._finish(token, m, Status.SKIPPED, result, error=EMAIL_DISABLED)
                 return
-            if not m["address"]:
-                await self._finish(token, m, Status.SKIPPED, result, error="no e-mail address")
+            try:
+                address = await self._address(m)
+            except KeyGone:  # destroyed meanwhile: nothing to tell, nobody to tell it to
+                await self._finish(token, m, Status.SKIPPED, result, error=DESTROYED)
+                return
+            if not address:
+                await self._finish(token, m, Status.SKIPPED, result, error=NO_ADDRESS)
                 return
             text = email_text(m["kind"], payload, base_url=self.settings.base_url)
             message = build_message(
-                text, event_id=m["event_id"], sender=self.settings.smtp_from, to=m["address"]
+                text, event_id=m["event_id"], sender=self.settings.smtp_from, to=address
             )
             await self.mailer().send(message)
+        except DecryptionError as exc:  # a sealed address that does not open: never will
+            await self._failed(token, m, f"cannot open the address: {exc}", True, result)
+            return
         except DeliveryError as exc:
             await self._failed(token, m, str(exc), exc.permanent, result)
             return

@@ -15,6 +15,7 @@ from carnet.store.crypto import MasterKey, load_master_key
 from carnet.store.db import create_engine, migrate
 from carnet.store.keyring import KeyRing
 from carnet.store.keystore import KeyStore
+from carnet.store.preferences import seal_clear_addresses
 
 
 @dataclass
@@ -41,10 +42,14 @@ class StoreServices:
             "db": DbContentStore(engine),
         }
         chosen = settings.content_store or ("db" if engine.dialect.name == "postgresql" else "file")
+        keys = KeyRing(master, await KeyStore.open(settings))
+        if run_migrations:
+            # what a migration cannot do without the keys: seal the addresses of 0008
+            await seal_clear_addresses(engine, keys)
         return cls(
             settings=settings,
             engine=engine,
-            keys=KeyRing(master, await KeyStore.open(settings)),
+            keys=keys,
             stores=stores,
             content=stores[chosen],
         )

@@ -276,7 +276,9 @@ outbox = Table(
     Column("kind", String(32), nullable=False),  # emergency_access, access, new_document, digest
     Column("channel", String(16), nullable=False),  # email, portal
     Column("recipient", String(64), nullable=False),  # actor id: ins:<INS>, rpps:<RPPS>
-    Column("address", String(320)),  # e-mail address
+    # a professional's e-mail address (the médecin traitant's MSSanté); never the patient's:
+    # the worker opens notification_preferences.email_sealed when it delivers (migration 0008)
+    Column("address", String(320)),
     Column("payload", Text, nullable=False),  # JSON
     # pending, sending, sent, failed (retry due later), dead, skipped, held (for the digest),
     # digested
@@ -295,7 +297,11 @@ notification_preferences = Table(
     "notification_preferences",
     metadata,
     Column("record_id", ID, primary_key=True),
+    # before migration 0008: the address in clear; emptied once sealed into email_sealed
+    # (store/preferences.py seal_clear_addresses, at start), never written since
     Column("email", String(320)),
+    # the patient's address sealed with the record's key (store/preferences.py seal_email)
+    Column("email_sealed", LargeBinary),
     Column("new_documents", Boolean, nullable=False, default=False),
     Column("access_mode", String(16), nullable=False, default="digest"),  # immediate, none
     Column("portal", Boolean, nullable=False, default=True),

@@ -44,7 +44,12 @@ from carnet.domain.records import (
 )
 from carnet.domain.search import DateRange
 from carnet.store.batch import Delete, Insert, Update
-from carnet.store.preferences import preference_changes
+from carnet.store.preferences import (
+    default_row,
+    preference_changes,
+    sealed_columns,
+    stored_email,
+)
 from carnet.store.tables import (
     consents,
     notification_preferences,
@@ -125,7 +130,7 @@ class RecordService:
                     )
                 )
                 self._authorise_opener(unit, record_id, now)
-            self._preferences(unit, record_id, patient, now)
+            await self._preferences(unit, record_id, patient, now)
             return record
 
         try:
@@ -161,8 +166,11 @@ class RecordService:
             )
         )
 
-    def _preferences(self, unit: Unit, record_id: str, patient: PatientInput, now: object) -> None:
-        """The patient's e-mail address and notification choices (docs/notifications.md)."""
+    async def _preferences(
+        self, unit: Unit, record_id: str, patient: PatientInput, now: object
+    ) -> None:
+        """The patient's e-mail address (sealed with the record's key) and notification
+        choices (docs/notifications.md)."""
         changes = preference_changes(email=patient.email)
         if patient.preferences is not None:
             p = patient.preferences
@@ -172,20 +180,12 @@ class RecordService:
                 changes["portal"] = p.portal
             if p.access_mode is not None:
                 changes.update(preference_changes(access_mode=p.access_mode))
+        key = await unit.key(record_id) if changes.get("email") else None
+        changes = sealed_columns(changes, key, record_id)
         unit.add(
             Insert(
                 notification_preferences,
-                [
-                    {
-                        "record_id": record_id,
-                        "email": None,
-                        "new_documents": False,
-                        "access_mode": "digest",
-                        "portal": True,
-                        "updated_at": now,
-                        **changes,
-                    }
-                ],
+                [{**default_row(record_id, now), **changes}],
                 ignore_conflicts=True,
             )
         )
@@ -352,7 +352,9 @@ class RecordService:
                 changes.append((Action.CONSENT_EMERGENCY, _emergency_detail(emergency)))
             if treating != record.treating_physician:
                 changes.append((Action.RECORD_DESIGNATE, treating or "none"))
-            contact = _contact_changes(loaded.preferences, patient)
+            contact = _contact_changes(
+                loaded.preferences, await _stored_email(unit, loaded), patient
+            )
             if contact:
                 changes.append((Action.RECORD_CONTACT, " ".join(contact)))
             changes.append((Action.RECORD_UPDATE, None))
@@ -386,7 +388,7 @@ class RecordService:
                     or treating != record.treating_physician
                 ),
             )
-            self._preferences(unit, record_id, patient, now)
+            await self._preferences(unit, record_id, patient, now)
             return updated
 
         return await self.ctx.write(operation)
@@ -437,12 +439,22 @@ class RecordService:
         return await self.ctx.read(operation)
 
 
-def _contact_changes(stored: Preferences, patient: PatientInput) -> list[str]:
+async def _stored_email(unit: Unit, loaded: LoadedRecord) -> str | None:
+    """The patient's address, opened with the record's key (None without one)."""
+    if not loaded.preferences.has_email:
+        return None
+    rid = loaded.record_id
+    return await stored_email(unit.conn, await unit.key(rid), rid)
+
+
+def _contact_changes(
+    stored: Preferences, stored_address: str | None, patient: PatientInput
+) -> list[str]:
     """Which of the patient's contact details and notification choices ``patient`` changes
     (their names, never their values: a trace does not carry an address)."""
     asked = preference_changes(email=patient.email)
     p = patient.preferences
-    changed = ["email"] if asked.get("email") != stored.email else []
+    changed = ["email"] if asked.get("email") != stored_address else []
     if p is not None:
         if p.new_documents is not None and p.new_documents != stored.new_documents:
             changed.append("new_documents")
