@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,8 +115,9 @@ def make_settings(backend: str, data_dir: Path, **overrides: object) -> tuple[Se
 
 class Server:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.port = _free_port()
+        # the address it listens on is its public address unless CARNET_BASE_URL says otherwise
+        self.settings = settings = replace(settings, host="127.0.0.1", port=self.port)
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             create_app(settings),

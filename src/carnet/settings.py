@@ -63,6 +63,9 @@ def _content_types(value: str | None) -> tuple[str, ...]:
     return types
 
 
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 - names, not a bind
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with :meth:`from_env` or directly in tests."""
@@ -96,6 +99,27 @@ class Settings:
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
     staged_max_age_seconds: int = 24 * 3600
     staged_purge_interval_seconds: int = 3600
+
+    @property
+    def public_base_url(self) -> str:
+        """The server's public address, from configuration only: ``CARNET_BASE_URL``, else the
+        address it listens on (a wildcard address is named ``localhost``). Never a request's
+        ``Host`` or ``X-Forwarded-*`` header: an absolute URL built from those would let whoever
+        sends the request choose where every later reader's client sends its bearer token."""
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = self.host
+        if host in WILDCARD_HOSTS:
+            host = "localhost"
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 address in a URL
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url_is_guessed(self) -> bool:
+        """No ``CARNET_BASE_URL`` and a wildcard listening address: the URLs carnet serves name
+        ``localhost``, which clients on other machines cannot follow."""
+        return not self.base_url and self.host in WILDCARD_HOSTS
 
     @property
     def api_docs_served(self) -> bool:

@@ -209,3 +209,15 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
         assert not _alive(pid)
     assert "Stopping parent process" in text
     assert "died" not in text and "Traceback" not in text, text
+
+
+def test_the_public_base_url_comes_from_configuration_only() -> None:
+    from carnet.settings import Settings
+
+    assert Settings(host="127.0.0.1", port=8000).public_base_url == "http://127.0.0.1:8000"
+    assert Settings(host="0.0.0.0", port=9000).public_base_url == "http://localhost:9000"
+    assert Settings(host="0.0.0.0").base_url_is_guessed
+    assert Settings(host="::1", port=80).public_base_url == "http://[::1]:80"
+    configured = Settings(host="0.0.0.0", base_url="https://dmp.example.fr/")
+    assert configured.public_base_url == "https://dmp.example.fr"
+    assert not configured.base_url_is_guessed

@@ -105,6 +105,11 @@ def serve(
         console.print(f"[red]cannot start:[/red] {exc.message}")
         raise typer.Exit(2) from None
     processes = f", {count} worker processes" if count > 1 else ""
+    if settings.base_url_is_guessed:
+        console.print(
+            f"[yellow]CARNET_BASE_URL is not set:[/yellow] the URLs carnet serves name "
+            f"{settings.public_base_url}; set CARNET_BASE_URL to the address clients use"
+        )
     console.print(
         f"carnet listening on http://{settings.host}:{settings.port}{processes}  (Ctrl-C stops)"
     )

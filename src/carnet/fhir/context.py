@@ -27,10 +27,10 @@ def settings_of(request: Request) -> Settings:
 
 
 def base_url(request: Request) -> str:
-    configured = settings_of(request).base_url
-    if configured:
-        return configured.rstrip("/") + "/fhir"
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """The FHIR base of every absolute URL carnet serves (links, ``Location``,
+    ``attachment.url``): from configuration only, never from the request's headers
+    (``Settings.public_base_url``)."""
+    return settings_of(request).public_base_url + "/fhir"
 
 
 async def actor_of(request: Request) -> Actor:
