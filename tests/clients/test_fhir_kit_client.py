@@ -75,6 +75,7 @@ def test_step(report: dict[str, Any], step: str) -> None:
 
 
 def test_every_response_validates(report: dict[str, Any]) -> None:
+    assert not report["serverErrors"], report["serverErrors"]
     bodies = report["bodies"]
     assert len(bodies) >= 10
     assert not report["invalid"], f"npm fhir validator refused: {report['invalid']}"

@@ -2,7 +2,7 @@
 // tests/clients/test_fhir_kit_client.py. Reads on stdin what the test prepared (base URL, bearer
 // token, the seeded record, an MHD 4.2.3 ITI-65 bundle), runs each step of the scenario on its own
 // (a failing step does not stop the next ones), and prints on stdout one JSON object:
-//   steps: { name: { ok, error } }, bodies: every FHIR JSON body received,
+//   steps: { name: { ok, error } }, bodies: every FHIR JSON body received, serverErrors: 5xx,
 //   invalid: the bodies the npm "fhir" validator refuses (validate.mjs).
 import { Client } from 'fhir-kit-client';
 import { invalid } from './validate.mjs';
@@ -15,9 +15,11 @@ const VISIBILITY =
 
 // every body the client receives, errors included
 const bodies = [];
+const serverErrors = [];
 const realFetch = globalThis.fetch;
 globalThis.fetch = async (...args) => {
   const response = await realFetch(...args);
+  if (response.status >= 500) serverErrors.push(`${response.status} ${response.url}`);
   if ((response.headers.get('content-type') || '').includes('json')) {
     const text = await response.clone().text();
     if (text) {
@@ -217,7 +219,7 @@ async function main() {
     check(sameSet(ids([only]), [target]), `isArchived=true: ${ids([only])}`);
   });
 
-  process.stdout.write(JSON.stringify({ steps, bodies, invalid: invalid(bodies) }));
+  process.stdout.write(JSON.stringify({ steps, bodies, serverErrors, invalid: invalid(bodies) }));
 }
 
 await main();
