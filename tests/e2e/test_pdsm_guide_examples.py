@@ -135,6 +135,7 @@ class Guide:
 
     http: httpx.Client
     author: dict[str, str]
+    patient: dict[str, str]  # the record's holder
     pid: str
     done: dict[str, Any] = field(default_factory=dict)
 
@@ -147,11 +148,11 @@ class Guide:
         doc: dict[str, Any] = r.json()
         return doc
 
-    def patch(self, query: str, ops: Any) -> httpx.Response:
+    def patch(self, query: str, ops: Any, who: dict[str, str] | None = None) -> httpx.Response:
         return self.http.patch(
             f"/fhir/DocumentReference?identifier={RFC3986}|{query}",
             content=json.dumps(ops),
-            headers={**self.author, **PATCH_JSON},
+            headers={**(who or self.author), **PATCH_JSON},
         )
 
     def publish(self, docref: dict[str, Any], content: bytes, ctype: str) -> str:
@@ -166,14 +167,16 @@ def guide(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gu
         running_server(backend, tmp_path_factory.mktemp(f"carnet-pdsm-{backend}")) as srv,
         httpx.Client(base_url=srv.url, timeout=60, event_hooks={"response": [no_5xx]}) as http,
     ):
-        author = Factory(http).professional(rpps=AUTHOR_RPPS)
+        factory = Factory(http)
+        author = factory.professional(rpps=AUTHOR_RPPS)
+        patient = factory.token(kind="patient", ins=FIXED_INS, ins_oid=NIR_OID)
         r = http.post(
             "/fhir/Patient",
             json=patient_resource(FIXED_INS, oid=NIR_OID),
             headers={**author, **FHIR_JSON},
         )
         assert r.status_code == 201, r.text
-        yield Guide(http=http, author=author, pid=r.json()["id"])
+        yield Guide(http=http, author=author, patient=patient, pid=r.json()["id"])
 
 
 # -- the rows ---------------------------------------------------------------------------------
@@ -382,8 +385,15 @@ def td33a_mask(g: Guide) -> None:
 
 
 def td33a_unmask(g: Guide) -> None:
-    doc = patched(g, CR_CONSULTATION, "Patch-td3.3a-demasquage.json")
-    assert "MASQUE_PS" not in codes(doc) and "N" in codes(doc)
+    """The author's software sends TD3.3a « démasquer »: refused, unmasking is the patient's
+    (CSP L1111-15; carnet's decision in docs/access.md "Masking"); the patient's is accepted."""
+    ops = load("Patch-td3.3a-demasquage.json")
+    refused = g.patch(CR_CONSULTATION, ops)
+    outcome(refused, 403)
+    assert "MASQUE_PS" in codes(g.read(g.done["cr"]))
+    r = g.patch(CR_CONSULTATION, ops, who=g.patient)
+    assert r.status_code == 200, r.text
+    assert "MASQUE_PS" not in codes(r.json()) and "N" in codes(r.json())
 
 
 def td33b_invisible(g: Guide) -> None:
@@ -548,8 +558,8 @@ ROWS: list[Row] = [
     ),
     Row(
         "Patch-td3.3a-demasquage.json",
-        "PATCH ?identifier=…101 (TD3.3a)",
-        "accepted: N",
+        "PATCH ?identifier=…101 (TD3.3a), by the author, then the patient",
+        "refused 403 to the author (unmasking is the patient's); accepted from the patient: N",
         td33a_unmask,
     ),
     Row(
