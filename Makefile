@@ -27,7 +27,15 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+# the JavaScript FHIR client and validator of the client proof (tests/clients/js), installed
+# exactly as locked; again whenever package.json or package-lock.json changes
+JS_CLIENTS := tests/clients/js
+JS_STAMP := $(JS_CLIENTS)/node_modules/.installed
+$(JS_STAMP): $(JS_CLIENTS)/package.json $(JS_CLIENTS)/package-lock.json
+	cd $(JS_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+pytest: $(STAMP) $(JS_STAMP)
 	@if [ -z "$$CARNET_TEST_DATABASE_URL" ] && $(BIN)/python -c "import socket,sys; s=socket.socket(); s.settimeout(1); sys.exit(s.connect_ex(('127.0.0.1',5432)))" 2>/dev/null; then \
 	  export CARNET_TEST_DATABASE_URL=$(PG_TEST_URL); \
 	  echo "backends: sqlite + postgresql ($$CARNET_TEST_DATABASE_URL)"; \
@@ -49,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run --population $(BENCH_POPULATION) --rounds $(BENCH_ROUNDS) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache $(JS_CLIENTS)/node_modules
