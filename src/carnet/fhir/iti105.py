@@ -78,7 +78,7 @@ async def simplified_publish(request: Request) -> Response:
                     "DocumentReference", entry, content, publishable(resource, content, entry)
                 )
             ],
-            submission_set=implicit_submission_set(scope.actor.id, scope.actor.structure),
+            submission_set=implicit_submission_set(scope.actor, resource),
         )
     )
     published = result.documents[0]
