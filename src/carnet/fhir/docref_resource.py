@@ -421,7 +421,9 @@ def render_docref(doc: StoredDocument, base: str) -> bytes:
     contents = [dict(c) for c in out.get("content") or [{}]]
     att = dict(contents[0].get("attachment") or {})
     att.pop("data", None)
-    att["url"] = f"{base}/Binary/{doc.binary_id}"
+    # a FHIR document is read as the Bundle it is (PDSm for DMP TD3.2 case 3: bundle_read.py)
+    kind = "Bundle" if doc.content_type.split(";")[0].strip() == FHIR_JSON else "Binary"
+    att["url"] = f"{base}/{kind}/{doc.binary_id}"
     att["size"] = doc.size
     att.setdefault("contentType", doc.content_type)
     if "hash" not in att:

@@ -29,6 +29,7 @@ from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
 from carnet.fhir.submission import (
+    check_fhir_document,
     decode_data,
     folder_from_list,
     is_folder,
@@ -179,6 +180,7 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
                 f"{where}.content[0].attachment.url {url!r} names no Binary of this bundle",
                 expression=f"{where}.content[0].attachment.url",
             )
+        check_fhir_document(content, att.get("contentType"), f"{where}.content[0].attachment")
         entry = entry_from_docref(resource)
         if subject.ins is not None:
             entry.patient_system = subject.ins.system

@@ -14,7 +14,7 @@ import orjson
 
 from carnet.domain.actors import RPPS_OID, Actor, ActorKind
 from carnet.domain.clock import utcnow
-from carnet.domain.content import Representation
+from carnet.domain.content import ContentSource, InlineContent, Representation
 from carnet.domain.documents import (
     ENTRY_UUID_PREFIX,
     FolderInput,
@@ -149,6 +149,43 @@ def list_identifiers(
         "with use 'official' and value 'urn:uuid:<UUID>', may come with it",
         expression="List.identifier",
     )
+
+
+FHIR_DOCUMENT_TYPE = "application/fhir+json"
+
+
+def is_fhir_document(content_type: str | None) -> bool:
+    """Content of this media type is a FHIR document (a Bundle of type document)."""
+    return (content_type or "").split(";")[0].strip().lower() == FHIR_DOCUMENT_TYPE
+
+
+def fhir_document(data: bytes) -> dict[str, Any] | None:
+    """The Bundle of type document ``data`` holds, None when it holds none."""
+    try:
+        bundle = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        isinstance(bundle, dict)
+        and bundle.get("resourceType") == "Bundle"
+        and bundle.get("type") == "document"
+    ):
+        return bundle
+    return None
+
+
+def check_fhir_document(content: ContentSource, content_type: object, where: str) -> None:
+    """Inline content said to be ``application/fhir+json`` is a FHIR document (a Bundle of type
+    document: PDSm for DMP TD3.2 case 3), which is what ``GET Bundle/{id}`` serves."""
+    if not isinstance(content, InlineContent):
+        return
+    declared = content.content_type or (content_type if isinstance(content_type, str) else None)
+    if is_fhir_document(declared) and fhir_document(content.data) is None:
+        raise UnprocessableEntity(
+            f"{where}: content of type {FHIR_DOCUMENT_TYPE} must be a FHIR document (a Bundle "
+            "of type document)",
+            expression=where,
+        )
 
 
 def submission_set_from_list(
