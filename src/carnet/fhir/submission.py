@@ -92,7 +92,12 @@ def uuid_oid(value: uuid.UUID | None = None) -> str:
 
 
 def list_identifiers(
-    resource: dict[str, Any], what: str, profile: str, *, earlier_form: bool
+    resource: dict[str, Any],
+    what: str,
+    profile: str,
+    *,
+    earlier_form: bool,
+    where: str = "List.identifier",
 ) -> tuple[str, str | None]:
     """(uniqueId, entryUUID) of a List (IHE MHD 4.2.3: ``identifier`` sliced on ``use``): the
     uniqueId is the ``usual`` identifier, an OID (``urn:oid:…``); the entryUUID the
@@ -113,13 +118,13 @@ def list_identifiers(
             raise UnprocessableEntity(
                 f"the {what}'s entryUUID (List.identifier with use 'official') {value!r} is "
                 "not urn:uuid:<UUID> (RFC 4122)",
-                expression="List.identifier",
+                expression=where,
             )
     if len(usual) > 1 or len(entry_uuids) > 1:
         raise UnprocessableEntity(
             f"the {what} has more than one uniqueId (use 'usual') or entryUUID (use "
             f"'official'): {profile} allows one of each",
-            expression="List.identifier",
+            expression=where,
         )
     entry_uuid = entry_uuids[0] if entry_uuids else None
     if usual:
@@ -128,7 +133,7 @@ def list_identifiers(
             raise UnprocessableEntity(
                 f"the {what}'s uniqueId (List.identifier with use 'usual') {unique_id!r} is not "
                 f"urn:oid:<OID> (an OID of at most {OID_MAX} characters; {profile})",
-                expression="List.identifier",
+                expression=where,
             )
         return unique_id, entry_uuid
     if earlier_form:
@@ -140,14 +145,14 @@ def list_identifiers(
             if len(unique_id) > 256:
                 raise UnprocessableEntity(
                     f"the {what}'s identifier is longer than 256 characters",
-                    expression="List.identifier",
+                    expression=where,
                 )
             return unique_id, unique_id if is_entry_uuid(unique_id) else None
     raise UnprocessableEntity(
         f"the {what} has no uniqueId: List.identifier with use 'usual', system "
         f"'{RFC3986}' and value 'urn:oid:<OID>' is required ({profile}); the entryUUID, "
         "with use 'official' and value 'urn:uuid:<UUID>', may come with it",
-        expression="List.identifier",
+        expression=where,
     )
 
 
@@ -236,7 +241,9 @@ def folder_from_list(
     """A Folder (IHE MHD 4.2.3 Folder Comprehensive) of an ITI-65 bundle: its entries name
     DocumentReferences of the bundle (their fullUrl, a key of ``documents``) or documents
     already stored (``DocumentReference/<id>``)."""
-    unique_id, entry_uuid = list_identifiers(resource, "folder", FOLDER_PROFILE, earlier_form=False)
+    unique_id, entry_uuid = list_identifiers(
+        resource, "folder", FOLDER_PROFILE, earlier_form=False, where=f"{where}.identifier"
+    )
     new: list[str] = []
     stored: list[str] = []
     for n, item in enumerate(resource.get("entry") or []):
