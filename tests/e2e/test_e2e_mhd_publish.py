@@ -663,3 +663,28 @@ def test_inline_binary_data_example_publishes_with_a_folder(
         base64.b64decode(b["entry"][2]["resource"]["data"])
         == http.get(f"/fhir/Binary/{did}", headers=pro).content
     )
+
+
+def test_list_search_traces_name_the_folders_returned(rules: Rules, world: World) -> None:
+    """A search that returned a folder is traced naming it; whoever reads the trace sees it
+    (it files a document they may read)."""
+    w = world
+    assert _ids(w.folders(w.reader)) == [w.mixed]
+
+    def reader_searches(who: Person) -> list[str]:
+        r = rules.http.get(
+            "/fhir/AuditEvent",
+            params={"patient": w.pid, "action": "list.search", "_count": 200},
+            headers=who.headers,
+        )
+        assert r.status_code == 200, r.text
+        return [
+            json.dumps(e["resource"])
+            for e in r.json().get("entry") or []
+            if w.reader.rpps and w.reader.rpps in json.dumps(e["resource"]["agent"])
+        ]
+
+    for who in (w.patient, w.reader):
+        [seen] = reader_searches(who)
+        assert w.mixed in seen, seen
+        assert w.masked_only not in seen
