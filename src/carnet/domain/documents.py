@@ -47,6 +47,11 @@ def is_entry_uuid(value: str) -> bool:
         return False
 
 
+def new_entry_uuid() -> str:
+    """An entryUUID as a document registry assigns one: ``urn:uuid:`` and a random UUID."""
+    return f"{ENTRY_UUID_PREFIX}{uuid.uuid4()}"
+
+
 class DocumentStatus(StrEnum):
     """XDS availability status (JDV_J52), stored under the names IHE MHD gives them."""
 

@@ -20,6 +20,7 @@ from carnet.domain.documents import (
     FolderInput,
     SubmissionSetInput,
     is_entry_uuid,
+    new_entry_uuid,
 )
 from carnet.domain.ins import OID_NIR, parse_ins
 from carnet.domain.records import PatientRef
@@ -282,7 +283,7 @@ def implicit_submission_set(
     ``official`` entryUUID it makes, the sourceId (an OID) of the structure the actor acts for,
     the actor as its author (``source``), and the document's class as its designationType."""
     unique = uuid_oid()
-    entry_uuid = f"{ENTRY_UUID_PREFIX}{uuid.uuid4()}"
+    entry_uuid = new_entry_uuid()
     source_id = source_id_of(actor)
     now = utcnow()
     resource: dict[str, Any] = {

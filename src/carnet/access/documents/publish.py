@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +55,7 @@ from carnet.domain.documents import (
     PublishedDocument,
     Submission,
     SubmissionSetInput,
+    new_entry_uuid,
 )
 from carnet.domain.errors import (
     Conflict,
@@ -97,11 +97,6 @@ NOT_FILEABLE = (
     "a folder's entry names no document of this submission nor a document of this patient's "
     "record that you may read"
 )
-
-
-def new_entry_uuid() -> str:
-    """An entryUUID, as a document registry assigns it (ITI TF-3 4.2.3.1.7: a UUID, RFC 4122)."""
-    return f"urn:uuid:{uuid.uuid4()}"
 
 
 @dataclass(slots=True)
