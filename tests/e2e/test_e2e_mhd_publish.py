@@ -461,6 +461,23 @@ def test_folders_show_only_what_the_caller_may_read(rules: Rules, world: World) 
     assert http.get(f"/fhir/List/{w.mixed}", headers=stranger.headers).content == missing.content
 
 
+def _own_read_denials(rules: Rules, who: Person) -> list[str]:
+    """The caller's own denied ``document.read`` traces as they see them, without what differs
+    by nature (ids of events, times, chain values)."""
+    r = rules.http.get(
+        "/fhir/AuditEvent",
+        params={"action": "document.read", "outcome": "4", "_count": 200},
+        headers=who.headers,
+    )
+    assert r.status_code == 200, r.text
+    out = []
+    for e in r.json().get("entry") or []:
+        ev = e["resource"]
+        shown = {k: ev.get(k) for k in ("subtype", "action", "outcome", "outcomeDesc", "entity")}
+        out.append(json.dumps(shown, sort_keys=True))
+    return out
+
+
 def test_a_folder_is_changed_only_by_whoever_sees_it(rules: Rules, world: World) -> None:
     """Adding to a folder the sender may not see answers as adding to a folder of another
     sender's they may not change; filing a document they may not read answers as filing a
@@ -474,9 +491,11 @@ def test_a_folder_is_changed_only_by_whoever_sees_it(rules: Rules, world: World)
     issue = outcome(hidden, 409)
     assert w.masked_only not in hidden.text
     assert "folder" in issue["diagnostics"]
+    before = _own_read_denials(rules, w.reader)
     filed_masked = _post(
         http, w.reader.headers, _with_folder(w.ins, [_doc(w.ins, rpps)], (w.masked,))
     )
+    after_masked = _own_read_denials(rules, w.reader)
     filed_missing = _post(
         http, w.reader.headers, _with_folder(w.ins, [_doc(w.ins, rpps)], (f"{w.pid}-{'0' * 20}",))
     )
@@ -485,6 +504,15 @@ def test_a_folder_is_changed_only_by_whoever_sees_it(rules: Rules, world: World)
         filed_masked.json()["issue"][0]["diagnostics"]
         == (filed_missing.json()["issue"][0]["diagnostics"])
     )
+    # each refusal traced once, and the two traces look alike to their actor (the refused
+    # document's id, as they named it, aside)
+    after_missing = _own_read_denials(rules, w.reader)
+    assert len(after_masked) == len(before) + 1 == len(after_missing) - 1
+    new_masked = [t for t in after_masked if t not in before]
+    new_missing = [t for t in after_missing if t not in after_masked]
+    assert [t.replace(w.masked, "X") for t in new_masked] == [
+        t.replace(f"{w.pid}-{'0' * 20}", "X") for t in new_missing
+    ]
     assert w.folders(w.author)["total"] == 2
     # what the reader may see, they add to
     ok = _post(http, w.reader.headers, _with_folder(w.ins, [_doc(w.ins, rpps)], (w.plain,)))

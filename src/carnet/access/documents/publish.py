@@ -687,22 +687,24 @@ class Publisher:
 
     async def _fileable(self, unit: Unit, loaded: LoadedRecord, doc_id: str, where: str) -> str:
         """A stored document a folder files: one of this record the actor may read (the same
-        decision a read takes, traced as one); a missing one and a refused one are refused
-        alike."""
+        decision a read takes, traced as a read traces it: reading.py ``_readable``); a missing
+        one, one of another record and a refused one are refused alike."""
         rid = loaded.record_id
         found = await by_id(unit, doc_id)
         target = found if found is not None and found.record_id == rid else None
-        decision = self.guard.allows(
-            Action.DOCUMENT_READ, loaded.facts, target.facts if target else None
-        )
-        self.guard.trace(
-            unit,
-            Action.DOCUMENT_READ,
-            decision,
-            record_id=rid,
-            doc_id=doc_id if target is not None else None,
-            detail="filed in a folder" if decision else None,
-        )
+        if target is None:  # traced as a read of a missing document is
+            decision = self.guard.allows(Action.DOCUMENT_READ, None)
+            self.guard.trace(unit, Action.DOCUMENT_READ, decision, record_id=None, doc_id=doc_id)
+        else:
+            decision = self.guard.allows(Action.DOCUMENT_READ, loaded.facts, target.facts)
+            self.guard.trace(
+                unit,
+                Action.DOCUMENT_READ,
+                decision,
+                record_id=rid,
+                doc_id=doc_id,
+                detail="filed in a folder" if decision else None,
+            )
         if not decision or target is None:
             raise Rejected(NOT_FILEABLE, field=f"{where}.folder.entry", reason=Reason.NOT_FOUND)
         return doc_id
@@ -711,7 +713,8 @@ class Publisher:
         self, unit: Unit, loaded: LoadedRecord, folder_id: str, where: str
     ) -> None:
         """A stored folder is changed only by whoever would be shown it: it files a document
-        they may read (as ITI-66 shows it)."""
+        they may read (as ITI-66 shows it). Otherwise the refusal of a read of its documents is
+        traced, naming nothing, and one fixed 409 answers."""
         d = documents.c
         rows = await unit.conn.execute(
             select(*FACT_COLUMNS).where(
@@ -724,9 +727,14 @@ class Publisher:
                 ),
             )
         )
+        refusal = self.guard.allows(Action.DOCUMENT_READ, loaded.facts, None)
         for m in (r._mapping for r in rows):
-            if self.guard.allows(Action.DOCUMENT_READ, loaded.facts, facts_of_row(m)):
+            decision = self.guard.allows(Action.DOCUMENT_READ, loaded.facts, facts_of_row(m))
+            if decision:
                 return
+            refusal = decision
+        # the decision that refused: traced, naming neither the folder nor its documents
+        self.guard.trace(unit, Action.DOCUMENT_READ, refusal, record_id=loaded.record_id)
         raise Conflict(
             FOLDER_UNIQUE_ID_USED, field=f"{where}.folder.unique_id", reason=Reason.DUPLICATE
         )
