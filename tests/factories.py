@@ -234,9 +234,9 @@ def bundle(
                         },
                     },
                 ],
-                "identifier": [
+                "identifier": [  # IHE MHD 4.2.3: the uniqueId is the usual identifier
                     {
-                        "use": "official",
+                        "use": "usual",
                         "system": "urn:ietf:rfc:3986",
                         "value": set_unique_id
                         or f"urn:oid:1.2.250.1.999.9.{uuid.uuid4().int % 10**12}",

@@ -49,6 +49,7 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
     "text/rtf",  # the other CDA level 1 bodies of the CI-SIS (urn:ihe:iti-fr:xds-sd:*:2010)
     "image/jpeg",
     "image/tiff",
+    "application/fhir+json",  # a FHIR document (Bundle of type document): PDSm for DMP TD3.2
 )
 """The media types a document's content may have (dmp.md §6), lower case, without parameters."""
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from carnet.access.core import Core
 from carnet.cli.demo import OPERATOR, generate
 from carnet.demo.population import Population
-from carnet.domain.documents import MASKED
+from carnet.domain.documents import MASKED, is_entry_uuid
 from carnet.settings import Settings
 from carnet.store.db import create_engine
 from carnet.store.tables import consents, documents, records
@@ -100,6 +100,9 @@ def test_a_professional_finds_searches_and_reads(loaded: tuple[Server, Path]) ->
         assert docs, "the médecin traitant reads the record's documents"
         for doc in docs[:5]:
             uid = doc["masterIdentifier"]["value"].removeprefix("urn:oid:")
+            # the import assigns each document an entryUUID, as a publish does
+            [entry_uuid] = [i["value"] for i in doc["identifier"] if i["use"] == "official"]
+            assert is_entry_uuid(entry_uuid), doc["identifier"]
             body = http.get(f"/fhir/Binary/{doc['id']}", headers=headers)
             assert body.status_code == 200, body.text
             assert body.content == expected[uid]

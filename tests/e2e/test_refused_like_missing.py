@@ -43,7 +43,7 @@ def rules(http: httpx.Client, factory: Factory) -> Rules:
 
 
 def _uid() -> str:
-    return f"urn:oid:1.2.250.1.999.7.{new_id()[:12]}".replace("-", "")
+    return f"urn:oid:1.2.250.1.999.7.{int(new_id()[:12], 16)}"
 
 
 def _post(

@@ -38,7 +38,7 @@ from carnet.access.unit_of_work import Unit
 from carnet.domain.actions import Action
 from carnet.domain.actors import RPPS_SYSTEM, AccessMode, Actor, ActorKind
 from carnet.domain.clock import new_id
-from carnet.domain.documents import DocumentStatus
+from carnet.domain.documents import DocumentStatus, new_entry_uuid
 from carnet.domain.errors import Conflict, CoreError, Refused, Rejected
 from carnet.domain.imports import ImportedRecord, ImportResult
 from carnet.domain.ins import INS_OIDS, OID_NIR_TEST, check_ins_value
@@ -337,6 +337,7 @@ class ImportService:
                             "author_id": author_id,
                             "submission_set_id": None,
                             "replaces_id": None,
+                            "entry_uuid": entry.entry_uuid or new_entry_uuid(),
                             "binary_id": doc_id,
                             "sha256": sha256,
                             "size": len(data),

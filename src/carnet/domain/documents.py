@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,26 @@ VISIBILITY_CODES = frozenset({MASKED, INVISIBLE_PATIENT, INVISIBLE_REPRESENTATIV
 CONFIDENTIALITY_CODES = frozenset({"N", "R", "V", "L", "M", "U"}) | VISIBILITY_CODES
 CLASS_CODES = frozenset({"10", "11", "31", "42", "43", "44", "45", "52", "60", "90", "95"})
 PATIENT_CLASS = "90"  # document déposé par le patient
+
+
+ENTRY_UUID_PREFIX = "urn:uuid:"
+
+
+def is_entry_uuid(value: str) -> bool:
+    """An entryUUID as XDS writes it (ITI TF-3 4.2.3.1.7; IHE MHD EntryUUIDIdentifier):
+    ``urn:uuid:`` and an RFC 4122 UUID."""
+    if not value.startswith(ENTRY_UUID_PREFIX):
+        return False
+    text = value[len(ENTRY_UUID_PREFIX) :]
+    try:
+        return len(text) == 36 and str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
+
+
+def new_entry_uuid() -> str:
+    """An entryUUID as a document registry assigns one: ``urn:uuid:`` and a random UUID."""
+    return f"{ENTRY_UUID_PREFIX}{uuid.uuid4()}"
 
 
 class DocumentStatus(StrEnum):
@@ -54,6 +75,7 @@ class DocumentEntry:
     """The metadata of one document entry (XDS names in comments)."""
 
     unique_id: str | None = None  # uniqueId
+    entry_uuid: str | None = None  # entryUUID (urn:uuid:…); the core assigns one when absent
     class_code: str | None = None  # classCode (JDV_J57)
     type_system: str | None = None
     type_code: str | None = None  # typeCode (LOINC mostly)
@@ -129,6 +151,12 @@ class DocumentEntry:
                 field="document.confidentiality",
                 reason=Reason.UNKNOWN_CODE,
             )
+        if self.entry_uuid is not None and not is_entry_uuid(self.entry_uuid):
+            raise Rejected(
+                f"the entryUUID {self.entry_uuid!r} is not urn:uuid:<UUID> (RFC 4122)",
+                field="document.entry_uuid",
+                reason=Reason.MALFORMED,
+            )
         if self.service_stop and self.service_start and self.service_stop < self.service_start:
             raise Rejected(
                 "the service stop time is before its start time",
@@ -166,11 +194,26 @@ class NewDocument:
 
 @dataclass(frozen=True, slots=True)
 class SubmissionSetInput:
-    unique_id: str
+    unique_id: str  # uniqueId (an OID, ``urn:oid:…``; see fhir/submission.py for older forms)
     source_id: str
     submission_time: datetime
     author_id: str | None = None
     key: str = "submission-set"
+    source: Representation | None = None
+    entry_uuid: str | None = None  # entryUUID (``urn:uuid:…``); the core assigns one when absent
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInput:
+    """A folder (XDS Folder; IHE MHD Folder) made by a submission: the documents it files are
+    named by their key in the submission (new documents) or by their id (stored documents of
+    the same record)."""
+
+    key: str
+    unique_id: str  # uniqueId (``urn:oid:…``)
+    new_documents: list[str]  # keys of documents of the submission
+    stored_documents: list[str]  # ids of documents already stored in the record
+    entry_uuid: str | None = None  # entryUUID; the core assigns one when absent
     source: Representation | None = None
 
 
@@ -179,6 +222,7 @@ class Submission:
     patient: PatientRef
     documents: list[NewDocument]
     submission_set: SubmissionSetInput | None = None
+    folders: list[FolderInput] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +241,8 @@ class Published:
     set_id: str | None
     documents: list[PublishedDocument]
     replaced: list[tuple[str, int]]  # (document id, its new version) of superseded documents
+    # (key, folder id, whether it was created: False when documents were added to it)
+    folders: list[tuple[str, str, bool]] = field(default_factory=list)
 
     @property
     def created(self) -> bool:
@@ -236,6 +282,7 @@ class StoredDocument:
     replaces_id: str | None
     source: Representation | None
     completed: bool = False  # the core completed the entry beyond the source (a CDA header)
+    entry_uuid: str | None = None  # None: stored before entryUUIDs were kept (migration 0009)
     # the entry is read from the store only when asked for (``entry``): most reads need none
     entry_loader: Callable[[], DocumentEntry | None] = field(
         default=lambda: None, repr=False, compare=False
@@ -302,3 +349,38 @@ class StoredSubmissionSet:
     created_at: datetime
     documents: list[str]  # the ids of its documents the caller may read
     source: Representation | None
+    entry_uuid: str | None = None  # None: stored before entryUUIDs were kept (migration 0009)
+
+    @property
+    def list_id(self) -> str:
+        return self.set_id
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.submission_time, self.set_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFolder:
+    """A folder, shown with the documents the caller may read (never when it has none)."""
+
+    record_id: str
+    folder_id: str
+    unique_id: str
+    entry_uuid: str
+    created_at: datetime
+    last_updated: datetime  # lastUpdateTime
+    documents: list[str]
+    source: Representation | None
+
+    @property
+    def list_id(self) -> str:
+        return self.folder_id
+
+    @property
+    def sort_key(self) -> tuple[datetime, str]:
+        return (self.last_updated, self.folder_id)
+
+
+StoredList = StoredSubmissionSet | StoredFolder
+"""What ITI-66 finds: submission sets and folders."""

@@ -170,6 +170,11 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "type": "Binary",
                         "interaction": [{"code": "read"}, {"code": "create"}],
                     },
+                    {
+                        # FHIR documents stored as a document's content (PDSm for DMP TD3.2)
+                        "type": "Bundle",
+                        "interaction": [{"code": "read"}],
+                    },
                 ],
             }
         ],

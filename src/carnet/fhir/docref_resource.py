@@ -126,6 +126,7 @@ def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
     mi = resource.get("masterIdentifier")
     if isinstance(mi, dict) and mi.get("value"):
         e.unique_id = str(mi["value"])
+    e.entry_uuid = entry_uuid_of(resource)
     cats = resource.get("category")
     if isinstance(cats, list) and cats:
         e.class_code = code_of(cats[0])
@@ -220,6 +221,28 @@ def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
                 )
             e.replaces = ref.rsplit("DocumentReference/", 1)[1].split("/")[0]
     return e
+
+
+def entry_uuid_of(resource: dict[str, Any]) -> str | None:
+    """The entryUUID (IHE MHD 4.2.3 DocumentReference: ``identifier`` with use ``official``
+    and a ``urn:uuid:`` value); other identifiers are kept as sent, not read."""
+    for ident in resource.get("identifier") or []:
+        if (
+            isinstance(ident, dict)
+            and ident.get("use") == "official"
+            and str(ident.get("value") or "").startswith("urn:uuid:")
+        ):
+            return str(ident["value"])
+    return None
+
+
+def with_entry_uuid(identifiers: object, entry_uuid: str | None) -> list[Any]:
+    """``identifier`` as served: the client's, and the entryUUID (use ``official``) when they
+    lack it (carnet assigned it)."""
+    out = list(identifiers) if isinstance(identifiers, list) else []
+    if entry_uuid and not any(isinstance(i, dict) and i.get("value") == entry_uuid for i in out):
+        out.append({"use": "official", "system": "urn:ietf:rfc:3986", "value": entry_uuid})
+    return out
 
 
 def visibility_labels(codes: list[str]) -> list[str]:
@@ -393,10 +416,14 @@ def render_docref(doc: StoredDocument, base: str) -> bytes:
     else:
         out.pop("extension", None)
     out["subject"] = {"reference": f"Patient/{doc.record_id}"}
+    if doc.entry_uuid:
+        out["identifier"] = with_entry_uuid(out.get("identifier"), doc.entry_uuid)
     contents = [dict(c) for c in out.get("content") or [{}]]
     att = dict(contents[0].get("attachment") or {})
     att.pop("data", None)
-    att["url"] = f"{base}/Binary/{doc.binary_id}"
+    # a FHIR document is read as the Bundle it is (PDSm for DMP TD3.2 case 3: bundle_read.py)
+    kind = "Bundle" if doc.content_type.split(";")[0].strip() == FHIR_JSON else "Binary"
+    att["url"] = f"{base}/{kind}/{doc.binary_id}"
     att["size"] = doc.size
     att.setdefault("contentType", doc.content_type)
     if "hash" not in att:

@@ -21,7 +21,12 @@ from carnet.domain.search import DocumentCriteria, Token
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable, render_docref
 from carnet.fhir.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
-from carnet.fhir.submission import decode_data, implicit_submission_set, subject_ref
+from carnet.fhir.submission import (
+    check_fhir_document,
+    decode_data,
+    implicit_submission_set,
+    subject_ref,
+)
 from carnet.fhir.wire import etag, fhir_response, read_valid_resource
 
 
@@ -70,6 +75,7 @@ async def simplified_publish(request: Request) -> Response:
             "Binary in attachment.url)",
             expression="DocumentReference.content[0].attachment",
         )
+    check_fhir_document(content, att.get("contentType"), "DocumentReference.content[0].attachment")
     result = await scope.documents.publish(
         Submission(
             patient=subject,
@@ -78,7 +84,7 @@ async def simplified_publish(request: Request) -> Response:
                     "DocumentReference", entry, content, publishable(resource, content, entry)
                 )
             ],
-            submission_set=implicit_submission_set(scope.actor.id, scope.actor.structure),
+            submission_set=implicit_submission_set(scope.actor, resource),
         )
     )
     published = result.documents[0]

@@ -3,8 +3,11 @@
 ANS PDSm "pdsm-comprehensive-provide-document-bundle";
 DMP TD2.1 add, TD2.2 replace).
 
-The bundle holds one submission set (List), its DocumentReferences and their Binaries. It is
-stored all or nothing. A DocumentReference whose ``relatesTo`` says ``replaces`` supersedes the
+The bundle holds one submission set (List), its DocumentReferences and their Binaries, and 0..*
+Folders (List with the code ``folder``, IHE MHD 4.2.3 Folder Comprehensive) filing documents of
+the bundle or documents already stored for the patient; a Folder whose uniqueId is stored
+already adds its entries to that folder (XDS only adds to a folder). It is stored all or
+nothing. A DocumentReference whose ``relatesTo`` says ``replaces`` supersedes the
 target (XDS RPLC); a PATCH entry that sets that same target's status to ``superseded`` (as the
 PDSm replacement example carries) is accepted as redundant, any other PATCH is refused.
 """
@@ -25,7 +28,14 @@ from carnet.domain.errors import CoreError
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
-from carnet.fhir.submission import decode_data, subject_ref, submission_set_from_list
+from carnet.fhir.submission import (
+    check_fhir_document,
+    decode_data,
+    folder_from_list,
+    is_folder,
+    subject_ref,
+    submission_set_from_list,
+)
 from carnet.fhir.wire import etag, fhir_response, read_valid_resource
 
 
@@ -36,6 +46,7 @@ class ParsedBundle:
     submission: Submission
     where: dict[str, str] = field(default_factory=dict)  # documents[i] → Bundle.entry[n].resource
     binaries: dict[str, str] = field(default_factory=dict)  # document key → its Binary's fullUrl
+    folders: dict[str, int] = field(default_factory=dict)  # a Folder's key → its index
 
 
 def _patch_target(entry: dict[str, Any], index: int) -> str:
@@ -74,6 +85,7 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
     if not isinstance(entries, list) or not entries:
         raise InvalidInput("the transaction Bundle has no entry", expression="Bundle.entry")
     lists: list[tuple[int, dict[str, Any], str]] = []
+    folder_lists: list[tuple[int, dict[str, Any], str]] = []
     docrefs: list[tuple[int, dict[str, Any], str]] = []
     binaries: dict[str, tuple[int, dict[str, Any]]] = {}
     patches: list[str] = []
@@ -93,7 +105,9 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
                 f"{where}.request.method must be POST in ITI-65 (got {method!r})",
                 expression=f"{where}.request.method",
             )
-        if rtype == "List":
+        if rtype == "List" and is_folder(resource):
+            folder_lists.append((index, resource, key))
+        elif rtype == "List":
             lists.append((index, resource, key))
         elif rtype == "DocumentReference":
             docrefs.append((index, resource, key))
@@ -107,7 +121,8 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
             )
     if len(lists) != 1:
         raise UnprocessableEntity(
-            "an ITI-65 bundle carries exactly one submission set (List), "
+            "an ITI-65 bundle carries exactly one submission set (List with the code "
+            "submissionset), "
             f"this one has {len(lists)}",
             expression="Bundle.entry",
         )
@@ -165,6 +180,7 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
                 f"{where}.content[0].attachment.url {url!r} names no Binary of this bundle",
                 expression=f"{where}.content[0].attachment.url",
             )
+        check_fhir_document(content, att.get("contentType"), f"{where}.content[0].attachment")
         entry = entry_from_docref(resource)
         if subject.ins is not None:
             entry.patient_system = subject.ins.system
@@ -178,6 +194,22 @@ def build_submission(bundle: dict[str, Any], *, allow_test: bool, actor_id: str)
         raise UnprocessableEntity(
             f"Binary entries {', '.join(sorted(unused))} are referenced by no DocumentReference",
             expression="Bundle.entry",
+        )
+    keys = {key for _, _, key in docrefs}
+    for index, resource, key in folder_lists:
+        where = f"Bundle.entry[{index}].resource"
+        folder_subject = subject_ref(
+            resource.get("subject"), f"{where}.subject", allow_test=allow_test
+        )
+        if folder_subject != subject:
+            raise UnprocessableEntity(
+                f"{where}.subject names another patient than the submission set",
+                expression=f"{where}.subject",
+            )
+        parsed.where[f"folders[{len(parsed.submission.folders)}]"] = where
+        parsed.folders[key] = len(parsed.submission.folders)
+        parsed.submission.folders.append(
+            folder_from_list(resource, key, where, {k: k for k in keys})
         )
     replaced = {d.entry.replaces for d in documents if d.entry.replaces}
     stray = [p for p in patches if p not in replaced]
@@ -209,6 +241,13 @@ def transaction_response(
                 "status": "200 OK",
                 "location": f"{base}/DocumentReference/{target}/_history/{v}",
                 "etag": etag(v),
+            }
+        elif rtype == "List" and key in parsed.folders:
+            _fkey, folder_id, created = result.folders[parsed.folders[key]]
+            response = {
+                "status": "201 Created" if created else "200 OK",
+                "location": f"{base}/List/{folder_id}/_history/1",
+                "etag": etag(1),
             }
         elif rtype == "List":
             response = {

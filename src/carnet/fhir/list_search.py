@@ -1,6 +1,8 @@
 """GET /fhir/List?… and /fhir/List/{id}: IHE MHD ITI-66 Find Document Lists
-(https://profiles.ihe.net/ITI/MHD/ITI-66.html): the submission sets of a patient, each with the
-documents the caller may read."""
+(https://profiles.ihe.net/ITI/MHD/ITI-66.html): the submission sets and folders of a patient,
+each with the documents the caller may read (IHE MHD 4.2.3 SubmissionSet and Folder
+Comprehensive: the uniqueId in the ``usual`` identifier, the entryUUID in the ``official``
+one)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.domain.clock import iso
-from carnet.domain.documents import StoredSubmissionSet
+from carnet.domain.documents import StoredFolder, StoredList
 from carnet.domain.search import ListCriteria
+from carnet.fhir import extensions as X
 from carnet.fhir.bundles import page_url, searchset
 from carnet.fhir.capability import LIST_SEARCH
 from carnet.fhir.context import NOT_FOUND, base_url, core_of, scope_of
+from carnet.fhir.docref_resource import with_entry_uuid
 from carnet.fhir.errors import NotFound
 from carnet.fhir.search_params import (
     check_known,
@@ -29,17 +33,37 @@ from carnet.fhir.search_params import (
 from carnet.fhir.wire import fhir_response
 
 
-def render_list(ss: StoredSubmissionSet) -> bytes:
-    """The List served: the submission set as the client sent it, with carnet's fields set and
-    its entries the documents the caller may read."""
+def render_list(found: StoredList) -> bytes:
+    """The List served: the submission set or folder as the client sent it, with carnet's fields
+    set, its identifiers in their places and its entries the documents the caller may read."""
+    folder = isinstance(found, StoredFolder)
     out: dict[str, Any] = {"resourceType": "List", "status": "current", "mode": "working"}
-    if ss.source is not None and ss.source.media_type == "application/fhir+json":
-        out = orjson.loads(ss.source.data)
-    out["id"] = ss.set_id
-    out["meta"] = {**(out.get("meta") or {}), "versionId": "1", "lastUpdated": iso(ss.created_at)}
-    out["subject"] = {"reference": f"Patient/{ss.record_id}"}
-    out["entry"] = [{"item": {"reference": f"DocumentReference/{d}"}} for d in ss.documents]
+    if found.source is not None and found.source.media_type == "application/fhir+json":
+        out = orjson.loads(found.source.data)
+    out["id"] = found.list_id
+    updated = found.last_updated if isinstance(found, StoredFolder) else found.created_at
+    out["meta"] = {**(out.get("meta") or {}), "versionId": "1", "lastUpdated": iso(updated)}
+    if folder:
+        out["code"] = {"coding": [{"system": X.MHD_LIST_TYPES, "code": "folder"}]}
+        out["date"] = iso(updated)  # Folder.lastUpdateTime
+    out["status"] = "current"
+    out["mode"] = "working"
+    out["identifier"] = _identifiers(out.get("identifier"), found.unique_id, found.entry_uuid)
+    out["subject"] = {"reference": f"Patient/{found.record_id}"}
+    out["entry"] = [{"item": {"reference": f"DocumentReference/{d}"}} for d in found.documents]
     return orjson.dumps(out)
+
+
+def _identifiers(sent: object, unique_id: str, entry_uuid: str | None) -> list[Any]:
+    """The client's identifiers, with the uniqueId (``usual``) and the entryUUID
+    (``official``) in their places when they lack them (carnet made them). A submission set
+    sent in carnet's earlier form (its uniqueId as the ``official`` identifier) is served as
+    sent."""
+    out = list(sent) if isinstance(sent, list) else []
+    values = {i.get("value") for i in out if isinstance(i, dict)}
+    if unique_id not in values:
+        out.insert(0, {"use": "usual", "system": "urn:ietf:rfc:3986", "value": unique_id})
+    return with_entry_uuid(out, entry_uuid)
 
 
 async def search_list(request: Request) -> Response:
@@ -66,7 +90,7 @@ async def search_list(request: Request) -> Response:
             self_url=page_url(url, p, p.get("_cursor")),
             next_url=page_url(url, p, encode_cursor(*nxt)) if nxt else None,
             total=total,
-            matches=[(f"{url}/{s.set_id}", render_list(s)) for s in sets],
+            matches=[(f"{url}/{s.list_id}", render_list(s)) for s in sets],
         )
     )
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from carnet.fhir import (
     audit_search,
     binary_create,
+    bundle_read,
     capability,
     consent,
     docref_read,
@@ -51,6 +52,7 @@ def fhir_router() -> APIRouter:
     add("/List", list_search.search_list, methods=["GET"])
     add("/List/{id}", list_search.read_list, methods=["GET"])
     add("/Binary", binary_create.create_binary, methods=["POST"])
+    add("/Bundle/{id}", bundle_read.read_bundle, methods=["GET"])
     add("/AuditEvent", audit_search.search_audit_event, methods=["GET"])
     add("/RelatedPerson", related_person.create_related_person, methods=["POST"])
     add("/RelatedPerson", related_person.search_related_person, methods=["GET"])

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 
+from carnet.domain.actors import RPPS_OID, Actor, ActorKind
 from carnet.domain.clock import utcnow
-from carnet.domain.content import Representation
-from carnet.domain.documents import SubmissionSetInput
+from carnet.domain.content import ContentSource, InlineContent, Representation
+from carnet.domain.documents import (
+    ENTRY_UUID_PREFIX,
+    FolderInput,
+    SubmissionSetInput,
+    is_entry_uuid,
+    new_entry_uuid,
+)
 from carnet.domain.ins import OID_NIR, parse_ins
 from carnet.domain.records import PatientRef
 from carnet.fhir import extensions as X
@@ -68,32 +76,138 @@ def decode_data(data: object, where: str) -> bytes:
         raise InvalidInput(f"{where} is not valid base64", expression=where) from None
 
 
+RFC3986 = "urn:ietf:rfc:3986"
+_OID = re.compile(r"^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$")
+OID_MAX = 64
+"""XDS limits an OID uniqueId to 64 characters (ITI TF-3 4.2.3.2.26, 4.2.3.3.12)."""
+SUBMISSION_SET_PROFILE = "IHE MHD 4.2.3 SubmissionSet Comprehensive"
+FOLDER_PROFILE = "IHE MHD 4.2.3 Folder Comprehensive"
+UUID_OID_ARC = "2.25"
+"""ITU-T X.667 | ISO/IEC 9834-8: the OID arc of UUIDs, where an OID is made from a UUID without
+any registration. carnet makes the uniqueIds and sourceIds it has to make there."""
+
+
+def uuid_oid(value: uuid.UUID | None = None) -> str:
+    """``urn:oid:2.25.<the UUID as an integer>`` (at most 44 characters)."""
+    return f"urn:oid:{UUID_OID_ARC}.{(value or uuid.uuid4()).int}"
+
+
+def list_identifiers(
+    resource: dict[str, Any],
+    what: str,
+    profile: str,
+    *,
+    earlier_form: bool,
+    where: str = "List.identifier",
+) -> tuple[str, str | None]:
+    """(uniqueId, entryUUID) of a List (IHE MHD 4.2.3: ``identifier`` sliced on ``use``): the
+    uniqueId is the ``usual`` identifier, an OID (``urn:oid:…``); the entryUUID the
+    ``official`` one whose value is ``urn:uuid:…`` (optional: carnet assigns one).
+
+    ``earlier_form``: a submission set with no ``usual`` identifier is read as carnet read it
+    before it followed MHD 4.2.3: its ``official`` identifier (or one without ``use``) is the
+    uniqueId, whatever its form, and also the entryUUID when it is a ``urn:uuid:``."""
+    idents = [i for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("value")]
+    usual = [i for i in idents if i.get("use") == "usual"]
+    entry_uuids = [
+        str(i["value"])
+        for i in idents
+        if i.get("use") == "official" and str(i["value"]).startswith(ENTRY_UUID_PREFIX)
+    ]
+    for value in entry_uuids:
+        if not is_entry_uuid(value):
+            raise UnprocessableEntity(
+                f"the {what}'s entryUUID (List.identifier with use 'official') {value!r} is "
+                "not urn:uuid:<UUID> (RFC 4122)",
+                expression=where,
+            )
+    if len(usual) > 1 or len(entry_uuids) > 1:
+        raise UnprocessableEntity(
+            f"the {what} has more than one uniqueId (use 'usual') or entryUUID (use "
+            f"'official'): {profile} allows one of each",
+            expression=where,
+        )
+    entry_uuid = entry_uuids[0] if entry_uuids else None
+    if usual:
+        unique_id = str(usual[0]["value"])
+        if not _OID.match(unique_id) or len(unique_id) > len("urn:oid:") + OID_MAX:
+            raise UnprocessableEntity(
+                f"the {what}'s uniqueId (List.identifier with use 'usual') {unique_id!r} is not "
+                f"urn:oid:<OID> (an OID of at most {OID_MAX} characters; {profile})",
+                expression=where,
+            )
+        return unique_id, entry_uuid
+    if earlier_form:
+        first = next((i for i in idents if i.get("use") == "official"), None) or next(
+            (i for i in idents if i.get("use") is None), None
+        )
+        if first is not None:
+            unique_id = str(first["value"])
+            if len(unique_id) > 256:
+                raise UnprocessableEntity(
+                    f"the {what}'s identifier is longer than 256 characters",
+                    expression=where,
+                )
+            return unique_id, unique_id if is_entry_uuid(unique_id) else None
+    raise UnprocessableEntity(
+        f"the {what} has no uniqueId: List.identifier with use 'usual', system "
+        f"'{RFC3986}' and value 'urn:oid:<OID>' is required ({profile}); the entryUUID, "
+        "with use 'official' and value 'urn:uuid:<UUID>', may come with it",
+        expression=where,
+    )
+
+
+FHIR_DOCUMENT_TYPE = "application/fhir+json"
+
+
+def is_fhir_document(content_type: str | None) -> bool:
+    """Content of this media type is a FHIR document (a Bundle of type document)."""
+    return (content_type or "").split(";")[0].strip().lower() == FHIR_DOCUMENT_TYPE
+
+
+def fhir_document(data: bytes) -> dict[str, Any] | None:
+    """The Bundle of type document ``data`` holds, None when it holds none."""
+    try:
+        bundle = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        isinstance(bundle, dict)
+        and bundle.get("resourceType") == "Bundle"
+        and bundle.get("type") == "document"
+    ):
+        return bundle
+    return None
+
+
+def check_fhir_document(content: ContentSource, content_type: object, where: str) -> None:
+    """Inline content said to be ``application/fhir+json`` is a FHIR document (a Bundle of type
+    document: PDSm for DMP TD3.2 case 3), which is what ``GET Bundle/{id}`` serves."""
+    if not isinstance(content, InlineContent):
+        return
+    declared = content.content_type or (content_type if isinstance(content_type, str) else None)
+    if is_fhir_document(declared) and fhir_document(content.data) is None:
+        raise UnprocessableEntity(
+            f"{where}: content of type {FHIR_DOCUMENT_TYPE} must be a FHIR document (a Bundle "
+            "of type document)",
+            expression=where,
+        )
+
+
 def submission_set_from_list(
     resource: dict[str, Any], key: str, actor_id: str
 ) -> SubmissionSetInput:
-    """Submission set metadata (uniqueId, sourceId, submissionTime, author) from a List."""
+    """Submission set metadata (uniqueId, entryUUID, sourceId, submissionTime, author) from a
+    List (IHE MHD 4.2.3 SubmissionSet Comprehensive)."""
     code = code_of(resource.get("code"))
     if code != "submissionset":
         raise UnprocessableEntity(
             "List.code must be submissionset (https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes)",
             expression="List.code",
         )
-    unique_id = None
-    for ident in resource.get("identifier") or []:
-        if (
-            isinstance(ident, dict)
-            and ident.get("value")
-            and ident.get("use") in ("official", None)
-        ):
-            unique_id = str(ident["value"])
-            if ident.get("use") == "official":
-                break
-    if unique_id is None:
-        raise UnprocessableEntity(
-            "the submission set has no uniqueId: List.identifier with use 'official' is "
-            "required (IHE MHD SubmissionSet Comprehensive)",
-            expression="List.identifier",
-        )
+    unique_id, entry_uuid = list_identifiers(
+        resource, "submission set", SUBMISSION_SET_PROFILE, earlier_form=True
+    )
     source = X.find_extension(resource.get("extension"), X.MHD_SOURCE_ID)
     source_value = source.get("valueIdentifier") if source else None
     if not isinstance(source_value, dict) or not source_value.get("value"):
@@ -114,32 +228,130 @@ def submission_set_from_list(
         author_id=authors[0][1] if authors else None,
         key=key,
         source=Representation("application/fhir+json", orjson.dumps(resource)),
+        entry_uuid=entry_uuid,
     )
 
 
-def implicit_submission_set(actor_id: str, structure: str | None) -> SubmissionSetInput:
-    """ITI-105 Simplified Publish: the recipient makes the submission set."""
-    unique = f"urn:uuid:{uuid.uuid4()}"
+def is_folder(resource: dict[str, Any]) -> bool:
+    return code_of(resource.get("code")) == "folder"
+
+
+def folder_from_list(
+    resource: dict[str, Any], key: str, where: str, documents: dict[str, str]
+) -> FolderInput:
+    """A Folder (IHE MHD 4.2.3 Folder Comprehensive) of an ITI-65 bundle: its entries name
+    DocumentReferences of the bundle (their fullUrl, a key of ``documents``) or documents
+    already stored (``DocumentReference/<id>``)."""
+    unique_id, entry_uuid = list_identifiers(
+        resource, "folder", FOLDER_PROFILE, earlier_form=False, where=f"{where}.identifier"
+    )
+    new: list[str] = []
+    stored: list[str] = []
+    for n, item in enumerate(resource.get("entry") or []):
+        ref = (item.get("item") or {}).get("reference") if isinstance(item, dict) else None
+        at = f"{where}.entry[{n}].item"
+        if isinstance(ref, str) and ref in documents:
+            new.append(ref)
+        elif isinstance(ref, str) and "DocumentReference/" in ref:
+            stored.append(ref.rsplit("DocumentReference/", 1)[1].split("/", 1)[0])
+        else:
+            raise UnprocessableEntity(
+                f"{at}: a folder's entry names a DocumentReference of the bundle (its fullUrl) "
+                f"or a stored one (DocumentReference/<id>), not {ref!r}",
+                expression=at,
+            )
+    if not new and not stored:
+        raise UnprocessableEntity(
+            f"{where}: a folder files at least one document (List.entry)",
+            expression=f"{where}.entry",
+        )
+    return FolderInput(
+        key=key,
+        unique_id=unique_id,
+        new_documents=new,
+        stored_documents=stored,
+        entry_uuid=entry_uuid,
+        source=Representation("application/fhir+json", orjson.dumps(resource)),
+    )
+
+
+def implicit_submission_set(
+    actor: Actor, docref: dict[str, Any] | None = None
+) -> SubmissionSetInput:
+    """ITI-105 Simplified Publish: the recipient makes the submission set from the
+    DocumentReference (ITI-105 §2:3.105.4.1.3; PCC TF-2 4.1): a ``usual`` uniqueId and an
+    ``official`` entryUUID it makes, the sourceId (an OID) of the structure the actor acts for,
+    the actor as its author (``source``), and the document's class as its designationType."""
+    unique = uuid_oid()
+    entry_uuid = new_entry_uuid()
+    source_id = source_id_of(actor)
     now = utcnow()
-    resource = {
+    resource: dict[str, Any] = {
         "resourceType": "List",
+        "meta": {"profile": [MHD_SUBMISSION_SET]},
         "status": "current",
         "mode": "working",
         "code": {"coding": [{"system": X.MHD_LIST_TYPES, "code": "submissionset"}]},
-        "identifier": [{"use": "official", "system": "urn:ietf:rfc:3986", "value": unique}],
+        "identifier": [
+            {"use": "usual", "system": RFC3986, "value": unique},
+            {"use": "official", "system": RFC3986, "value": entry_uuid},
+        ],
         "date": now.isoformat() + "Z",
         "extension": [
-            {
-                "url": X.MHD_SOURCE_ID,
-                "valueIdentifier": {"system": "urn:ietf:rfc:3986", "value": structure or actor_id},
-            }
+            {"url": X.MHD_SOURCE_ID, "valueIdentifier": {"system": RFC3986, "value": source_id}}
         ],
     }
+    category = (docref or {}).get("category")
+    designation = category[0] if isinstance(category, list) and category else None
+    if isinstance(designation, dict) and code_of(designation):
+        resource["extension"].append(
+            {"url": X.MHD_DESIGNATION_TYPE, "valueCodeableConcept": designation}
+        )
+    author = _author_resource(actor)
+    if author is not None:
+        resource["contained"] = [author]
+        resource["source"] = {"reference": f"#{author['id']}"}
     return SubmissionSetInput(
         unique_id=unique,
-        source_id=structure or actor_id,
+        source_id=source_id,
         submission_time=now,
-        author_id=actor_id,
+        author_id=actor.id,
         key="implicit",
         source=Representation("application/fhir+json", orjson.dumps(resource)),
+        entry_uuid=entry_uuid,
     )
+
+
+MHD_SUBMISSION_SET = (
+    "https://profiles.ihe.net/ITI/MHD/StructureDefinition/IHE.MHD.Comprehensive.SubmissionSet"
+)
+_SOURCE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://carnet.health/fhir/sourceId")
+"""The namespace of the name-based UUIDs (RFC 4122 §4.3) of carnet's sourceIds."""
+
+
+def source_id_of(actor: Actor) -> str:
+    """The sourceId of a submission set carnet makes for ``actor`` (ITI-105): an OID, as MHD
+    requires. The structure the actor acts for when it is named by an OID; otherwise an OID made,
+    always the same, from the structure's identifier (or the actor's, without a structure) under
+    the UUID arc 2.25 (a name-based UUID, RFC 4122 §4.3)."""
+    name = actor.structure or actor.id
+    if _OID.match(f"urn:oid:{name}"):
+        return f"urn:oid:{name}"
+    return uuid_oid(uuid.uuid5(_SOURCE_NAMESPACE, name))
+
+
+def _author_resource(actor: Actor) -> dict[str, Any] | None:
+    """The submission set's author (List.source, contained as MHD Comprehensive asks)."""
+    if actor.kind is ActorKind.PROFESSIONAL and actor.rpps:
+        return {
+            "resourceType": "Practitioner",
+            "id": "author",
+            "identifier": [{"system": f"urn:oid:{RPPS_OID}", "value": actor.rpps}],
+        }
+    if actor.kind is ActorKind.PATIENT and actor.ins:
+        return {
+            "resourceType": "Patient",
+            "id": "author",
+            "identifier": [{"system": f"urn:oid:{actor.ins_oid or OID_NIR}", "value": actor.ins}],
+        }
+    return None

@@ -19,6 +19,7 @@ from carnet.domain.records import EmergencyConsents, Identity, Record, RecordSta
 _DATES = ("creation_time", "service_start", "service_stop", "date")
 _TEXTS = (
     "unique_id",
+    "entry_uuid",
     "class_code",
     "type_system",
     "type_code",

@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 
 from carnet.domain.ins import names_an_ins
 from carnet.domain.search import DateParam, DocumentCriteria, ListCriteria, Token, TokenParam
-from carnet.store.tables import document_authors, documents, records, submission_sets
+from carnet.store.tables import document_authors, documents, folders, records, submission_sets
 
 
 def _token(column: Any, system_column: Any | None, param: TokenParam) -> list[ColumnElement[bool]]:
@@ -126,7 +126,7 @@ def document_conditions(c: DocumentCriteria) -> list[ColumnElement[bool]]:
     conds += _in_lists(d.record_id, c.record_ids)
     conds += _in_lists(d.doc_id, c.ids)
     conds += _patients(d.record_id, c.patient_identifiers)
-    conds += _token(d.unique_id, None, c.identifier)
+    conds += _identifiers(d.unique_id, d.entry_uuid, c.identifier)  # uniqueId or entryUUID
     conds += _token(d.type_code, d.type_system, c.type)
     conds += _token(d.class_code, None, c.category)
     conds += _token(d.status, None, c.status)
@@ -145,12 +145,36 @@ def list_conditions(c: ListCriteria) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     conds += _in_lists(s.record_id, c.record_ids)
     conds += _patients(s.record_id, c.patient_identifiers)
-    conds += _token(s.unique_id, None, c.identifier)
+    conds += _identifiers(s.unique_id, s.entry_uuid, c.identifier)
     conds += _token(s.source_id, None, c.source_id)
     conds += _dates(s.submission_time, c.date)
     conds += _fixed(c.code, "submissionset")
     conds += _fixed(c.status, "current")
     return conds
+
+
+def folder_conditions(c: ListCriteria) -> list[ColumnElement[bool]]:
+    """ITI-66 on folders: what a folder has (its patient, identifiers, lastUpdateTime); a
+    parameter only submission sets have (their sourceId) finds no folder."""
+    f = folders.c
+    conds: list[ColumnElement[bool]] = []
+    conds += _in_lists(f.record_id, c.record_ids)
+    conds += _patients(f.record_id, c.patient_identifiers)
+    conds += _identifiers(f.unique_id, f.entry_uuid, c.identifier)
+    conds += [false() for _ in c.source_id]
+    conds += _dates(f.last_updated, c.date)
+    conds += _fixed(c.code, "folder")
+    conds += _fixed(c.status, "current")
+    return conds
+
+
+def _identifiers(unique_id: Any, entry_uuid: Any, param: TokenParam) -> list[ColumnElement[bool]]:
+    """``identifier``: the uniqueId or the entryUUID (IHE MHD; DMP TD3.1b), whatever the
+    system sent with it."""
+    return [
+        or_(false(), *[or_(unique_id == t.code, entry_uuid == t.code) for t in values])
+        for values in param
+    ]
 
 
 def _fixed(param: TokenParam, value: str) -> list[ColumnElement[bool]]:
@@ -159,4 +183,4 @@ def _fixed(param: TokenParam, value: str) -> list[ColumnElement[bool]]:
     return [false() for values in param if not any(t.code == value for t in values)]
 
 
-__all__ = ["Token", "document_conditions", "list_conditions"]
+__all__ = ["Token", "document_conditions", "folder_conditions", "list_conditions"]

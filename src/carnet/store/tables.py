@@ -144,6 +144,7 @@ documents = Table(
     Column("author_id", String(64)),
     Column("submission_set_id", ID),
     Column("replaces_id", ID),
+    Column("entry_uuid", String(64)),  # entryUUID, urn:uuid:… (NULL: stored before 0009)
     Column("binary_id", ID, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("size", Integer, nullable=False),
@@ -155,6 +156,7 @@ documents = Table(
     Index("ix_documents_record_date", "record_id", "date", "doc_id"),
     Index("ix_documents_binary", "record_id", "binary_id"),
     Index("ix_documents_author", "author_id"),
+    Index("ix_documents_entry_uuid", "record_id", "entry_uuid"),
 )
 
 # past versions of a document: the state it had (its entry does not change; a new entry is a
@@ -227,7 +229,35 @@ submission_sets = Table(
     Column("author_id", String(64)),
     Column("created_at", DateTime, nullable=False),
     Column("resource", LargeBinary, nullable=False),
+    Column("entry_uuid", String(64)),  # entryUUID, urn:uuid:… (NULL: stored before 0009)
     UniqueConstraint("record_id", "unique_id", name="uq_submission_sets_unique_id"),
+)
+
+# folders (XDS Folder, IHE MHD Folder): what they hold is in the clear (the ids of the
+# documents they file, for the searches); their title, codes and the interface's form of them
+# are in the sealed envelope, as a submission set's are
+folders = Table(
+    "folders",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("folder_id", ID, primary_key=True),
+    Column("unique_id", String(256), nullable=False),
+    Column("entry_uuid", String(64), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("resource", LargeBinary, nullable=False),
+    UniqueConstraint("record_id", "unique_id", name="uq_folders_unique_id"),
+    Index("ix_folders_entry_uuid", "record_id", "entry_uuid"),
+)
+
+folder_documents = Table(
+    "folder_documents",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("folder_id", ID, primary_key=True),
+    Column("doc_id", ID, primary_key=True),
+    Column("added_at", DateTime, nullable=False),
 )
 
 audit_events = Table(

@@ -106,3 +106,37 @@ def test_0007_one_identity_per_ins_and_idnatps(backend: str, tmp_path: Path) -> 
             asyncio.run(_drop_database(PG_URL, dbname))
     assert [tuple(r) for r in rows] == [("r1", "rpps:810000000009", "rpps:810000000009")]
     assert consents == ["810000000009"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0009_goes_down_and_up_again(backend: str, tmp_path: Path) -> None:
+    """Migration 0009 (folders, entryUUIDs) reverts to 0008 and applies again, leaving the
+    schema of tables.py."""
+    from alembic import command
+
+    from carnet.store.db import alembic_config
+
+    settings, dbname = make_settings(backend, tmp_path)
+
+    async def go() -> tuple[set[str], list[Any]]:
+        engine = create_engine(settings)
+        try:
+            await migrate(engine)
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0008"))
+                down = await conn.run_sync(
+                    lambda c: set(MigrationContext.configure(c).impl.dialect.get_table_names(c))
+                )
+                await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
+            async with engine.connect() as conn:
+                return down, await conn.run_sync(_diff)
+        finally:
+            await engine.dispose()
+
+    try:
+        down, diff = asyncio.run(go())
+    finally:
+        if dbname and PG_URL:
+            asyncio.run(_drop_database(PG_URL, dbname))
+    assert "folders" not in down and "folder_documents" not in down
+    assert diff == []

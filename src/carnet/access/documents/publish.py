@@ -20,9 +20,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from carnet.access.context import Context
 from carnet.access.documents.repository import (
+    FACT_COLUMNS,
     BinaryRow,
     ContentRow,
     Known,
@@ -30,6 +32,7 @@ from carnet.access.documents.repository import (
     author_rows,
     binary,
     by_id,
+    facts_of_row,
     history_row,
     labels_text,
     load_publish_facts,
@@ -52,6 +55,7 @@ from carnet.domain.documents import (
     PublishedDocument,
     Submission,
     SubmissionSetInput,
+    new_entry_uuid,
 )
 from carnet.domain.errors import (
     Conflict,
@@ -73,6 +77,8 @@ from carnet.store.tables import (
     document_authors,
     document_history,
     documents,
+    folder_documents,
+    folders,
     record_professionals,
     records,
     submission_sets,
@@ -85,6 +91,12 @@ NOT_REPLACEABLE = (
     "(only its author replaces a document)"
 )
 NO_RECORD = "no record for this patient: open it first (with the patient's consent)"
+ENTRY_UUID_USED = "the entryUUID is already used by another document of this patient"
+FOLDER_UNIQUE_ID_USED = "the folder's uniqueId is already used by a folder you may not change"
+NOT_FILEABLE = (
+    "a folder's entry names no document of this submission nor a document of this patient's "
+    "record that you may read"
+)
 
 
 @dataclass(slots=True)
@@ -175,6 +187,7 @@ class Publisher:
         new_docs: list[tuple[NewDocument, str]] = []
         rows: list[dict[str, object]] = []  # written once the submission set is known
         authors: list[dict[str, Any]] = []
+        uuids_used = await self._entry_uuids_used(unit, rid, sub)
         for index, doc in enumerate(sub.documents):
             where = f"documents[{index}]" if len(sub.documents) > 1 else None
             content = await self._content(unit, loaded, doc, where, hashes.get(doc.key))
@@ -184,6 +197,14 @@ class Publisher:
                 published.append(self._duplicate(unit, loaded, doc, old, content))
                 continue
             doc_id = f"{rid}-{new_id()[:20]}"
+            if doc.entry.entry_uuid is None:
+                doc.entry.entry_uuid = new_entry_uuid()
+            elif doc.entry.entry_uuid in uuids_used:
+                clash = Conflict(
+                    ENTRY_UUID_USED, field="document.entry_uuid", reason=Reason.DUPLICATE
+                )
+                raise clash.at(where) if where else clash
+            uuids_used.add(doc.entry.entry_uuid)
             if content.staged is not None:
                 if content.sha256 in known.contents or content.sha256 in contents_here:
                     content.staged = None  # the same content is stored once per record
@@ -215,6 +236,7 @@ class Publisher:
                     "author_id": self._author_of(doc),
                     "submission_set_id": None,
                     "replaces_id": replaces,
+                    "entry_uuid": doc.entry.entry_uuid,
                     "binary_id": binary_id,
                     "sha256": content.sha256,
                     "size": content.size,
@@ -250,6 +272,7 @@ class Publisher:
             row["submission_set_id"] = set_id
         unit.add(Insert(documents, rows))
         unit.add(Insert(document_authors, authors))
+        filed = await self._folders(unit, loaded, sub, published, now)
         if self.actor.kind is ActorKind.PROFESSIONAL and new_docs:
             unit.add(
                 Insert(
@@ -267,7 +290,7 @@ class Publisher:
             )
         # the facts decided on must still hold when this commits
         unit.add(Check(records, {"record_id": rid, "rules_version": loaded.rules_version}))
-        return Published(rid, set_id, published, replaced)
+        return Published(rid, set_id, published, replaced, filed)
 
     # -- steps ------------------------------------------------------------------------------------
     async def _load(
@@ -565,12 +588,156 @@ class Publisher:
                         "submission_time": ss.submission_time,
                         "author_id": ss.author_id,
                         "created_at": now,
+                        "entry_uuid": ss.entry_uuid or new_entry_uuid(),
                         "resource": await unit.seal(rid, pack(listed, ss.source)),
                     }
                 ],
             )
         )
         return set_id
+
+    async def _entry_uuids_used(self, unit: Unit, rid: str, sub: Submission) -> set[str]:
+        """The entryUUIDs the submission's documents carry that the record's documents use
+        already (one query, only when some were sent)."""
+        sent = sorted({d.entry.entry_uuid for d in sub.documents if d.entry.entry_uuid})
+        if not sent:
+            return set()
+        # a document sent again (the same uniqueId) keeps its entryUUID: not a collision
+        again = {d.entry.unique_id for d in sub.documents}
+        rows = await unit.conn.execute(
+            select(documents.c.entry_uuid, documents.c.unique_id).where(
+                documents.c.record_id == rid, documents.c.entry_uuid.in_(sent)
+            )
+        )
+        return {r.entry_uuid for r in rows if r.unique_id not in again}
+
+    # -- folders (IHE MHD Folder; XDS Folder) --------------------------------------------------
+    async def _folders(
+        self,
+        unit: Unit,
+        loaded: LoadedRecord,
+        sub: Submission,
+        published: list[PublishedDocument],
+        now: datetime,
+    ) -> list[tuple[str, str, bool]]:
+        """Store the submission's folders: new ones, and documents added to folders stored
+        before (their uniqueId again: XDS only adds to a folder). A stored document is filed
+        only by whoever may read it; a stored folder is changed only by whoever sees it (it
+        files a document they may read): otherwise one answer each, whatever is stored."""
+        if not sub.folders:
+            return []
+        rid = loaded.record_id
+        by_key = {p.key: p.doc_id for p in published}
+        s = folders.c
+        stored = {
+            r.unique_id: r.folder_id
+            for r in await unit.conn.execute(
+                select(s.unique_id, s.folder_id).where(
+                    s.record_id == rid, s.unique_id.in_([f.unique_id for f in sub.folders])
+                )
+            )
+        }
+        out: list[tuple[str, str, bool]] = []
+        links: list[dict[str, Any]] = []
+        for index, folder in enumerate(sub.folders):
+            where = f"folders[{index}]"
+            doc_ids = [by_key[k] for k in folder.new_documents if k in by_key]
+            doc_ids += [
+                await self._fileable(unit, loaded, d, where) for d in folder.stored_documents
+            ]
+            folder_id = stored.get(folder.unique_id)
+            created = folder_id is None
+            if folder_id is None:
+                folder_id = f"{rid}-{new_id()[:20]}"
+                listed = orjson.dumps({"documents": doc_ids})
+                unit.add(
+                    Insert(
+                        folders,
+                        [
+                            {
+                                "record_id": rid,
+                                "folder_id": folder_id,
+                                "unique_id": folder.unique_id,
+                                "entry_uuid": folder.entry_uuid or new_entry_uuid(),
+                                "created_by": self.actor.id,
+                                "created_at": now,
+                                "last_updated": now,
+                                "resource": await unit.seal(rid, pack(listed, folder.source)),
+                            }
+                        ],
+                    )
+                )
+                stored[folder.unique_id] = folder_id
+            else:
+                await self._may_change_folder(unit, loaded, folder_id, where)
+                unit.add(
+                    Update(
+                        folders,
+                        where={"record_id": rid, "folder_id": folder_id},
+                        values={"last_updated": now},
+                    )
+                )
+            links += [
+                {"record_id": rid, "folder_id": folder_id, "doc_id": d, "added_at": now}
+                for d in dict.fromkeys(doc_ids)
+            ]
+            out.append((folder.key, folder_id, created))
+        unit.add(Insert(folder_documents, links, ignore_conflicts=True))
+        return out
+
+    async def _fileable(self, unit: Unit, loaded: LoadedRecord, doc_id: str, where: str) -> str:
+        """A stored document a folder files: one of this record the actor may read (the same
+        decision a read takes, traced as a read traces it: reading.py ``_readable``); a missing
+        one, one of another record and a refused one are refused alike."""
+        rid = loaded.record_id
+        found = await by_id(unit, doc_id)
+        target = found if found is not None and found.record_id == rid else None
+        if target is None:  # traced as a read of a missing document is
+            decision = self.guard.allows(Action.DOCUMENT_READ, None)
+            self.guard.trace(unit, Action.DOCUMENT_READ, decision, record_id=None, doc_id=doc_id)
+        else:
+            decision = self.guard.allows(Action.DOCUMENT_READ, loaded.facts, target.facts)
+            self.guard.trace(
+                unit,
+                Action.DOCUMENT_READ,
+                decision,
+                record_id=rid,
+                doc_id=doc_id,
+                detail="filed in a folder" if decision else None,
+            )
+        if not decision or target is None:
+            raise Rejected(NOT_FILEABLE, field=f"{where}.folder.entry", reason=Reason.NOT_FOUND)
+        return doc_id
+
+    async def _may_change_folder(
+        self, unit: Unit, loaded: LoadedRecord, folder_id: str, where: str
+    ) -> None:
+        """A stored folder is changed only by whoever would be shown it: it files a document
+        they may read (as ITI-66 shows it). Otherwise the refusal of a read of its documents is
+        traced, naming nothing, and one fixed 409 answers."""
+        d = documents.c
+        rows = await unit.conn.execute(
+            select(*FACT_COLUMNS).where(
+                d.record_id == loaded.record_id,
+                d.doc_id.in_(
+                    select(folder_documents.c.doc_id).where(
+                        folder_documents.c.record_id == loaded.record_id,
+                        folder_documents.c.folder_id == folder_id,
+                    )
+                ),
+            )
+        )
+        refusal = self.guard.allows(Action.DOCUMENT_READ, loaded.facts, None)
+        for m in (r._mapping for r in rows):
+            decision = self.guard.allows(Action.DOCUMENT_READ, loaded.facts, facts_of_row(m))
+            if decision:
+                return
+            refusal = decision
+        # the decision that refused: traced, naming neither the folder nor its documents
+        self.guard.trace(unit, Action.DOCUMENT_READ, refusal, record_id=loaded.record_id)
+        raise Conflict(
+            FOLDER_UNIQUE_ID_USED, field=f"{where}.folder.unique_id", reason=Reason.DUPLICATE
+        )
 
 
 def _same_unique_ids(sub: Submission) -> None:

@@ -145,6 +145,7 @@ class DocumentRow:
             replaces_id=m["replaces_id"],
             source=source,
             completed=plain is not None and completed(plain),
+            entry_uuid=m["entry_uuid"],
             entry_loader=(lambda: entry_from_json(core)) if core else (lambda: None),
         )
 

@@ -36,15 +36,29 @@ from carnet.access.unit_of_work import Unit
 from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.actors import AccessMode, ActorKind
-from carnet.domain.documents import DocumentPage, DocumentStatus, StoredSubmissionSet
+from carnet.domain.documents import (
+    DocumentPage,
+    DocumentStatus,
+    StoredFolder,
+    StoredList,
+    StoredSubmissionSet,
+)
 from carnet.domain.errors import Invalid, Reason
 from carnet.domain.ins import names_an_ins
 from carnet.domain.notifications import access_notices
 from carnet.domain.records import RecordState
 from carnet.domain.search import DocumentCriteria, ListCriteria, TokenParam
-from carnet.store.doc_query import document_conditions, list_conditions
+from carnet.store.doc_query import document_conditions, folder_conditions, list_conditions
 from carnet.store.envelope import unpack
-from carnet.store.tables import consents, documents, records, representatives, submission_sets
+from carnet.store.tables import (
+    consents,
+    documents,
+    folder_documents,
+    folders,
+    records,
+    representatives,
+    submission_sets,
+)
 
 SLACK = 8  # rows read beyond the page, so that a few refused rows cost no second query
 MAX_NAMED = 100
@@ -400,15 +414,15 @@ class Searcher:
     # -- ITI-66 ---------------------------------------------------------------------------------
     async def lists(
         self, criteria: ListCriteria
-    ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
-        """Submission sets, each shown with only the documents the caller may read, and not at
-        all when it has none; ``total`` and paging count what is shown."""
+    ) -> tuple[list[StoredList], int, tuple[datetime, str] | None]:
+        """Submission sets and folders, each shown with only the documents the caller may read,
+        and not at all when it has none; ``total`` and paging count what is shown."""
 
         _check_named(criteria.record_ids, criteria.patient_identifiers)
 
         async def operation(
             unit: Unit,
-        ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+        ) -> tuple[list[StoredList], int, tuple[datetime, str] | None]:
             self.guard.check_scope(unit, Action.LIST_SEARCH, _patients_named(criteria))
             scan = _Scan()
             try:
@@ -421,32 +435,43 @@ class Searcher:
 
     async def _lists(
         self, unit: Unit, scan: _Scan, criteria: ListCriteria
-    ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+    ) -> tuple[list[StoredList], int, tuple[datetime, str] | None]:
         named = await self._named(unit, criteria.record_ids, criteria.patient_identifiers)
         scan.named = named
-        conds = list_conditions(criteria)
         s = submission_sets.c
+        f = folders.c
+        set_conds = list_conditions(criteria)
+        folder_conds = folder_conditions(criteria)
         if criteria.set_ids:
-            conds.append(s.set_id.in_(criteria.set_ids))
+            set_conds.append(s.set_id.in_(criteria.set_ids))
+            folder_conds.append(f.folder_id.in_(criteria.set_ids))
         if named is not None:
             await self._decide_records(unit, scan, named)
-            conds.append(s.record_id.in_([r for r, d in scan.decisions.items() if d]))
+            allowed = [r for r, d in scan.decisions.items() if d]
+            set_conds.append(s.record_id.in_(allowed))
+            folder_conds.append(f.record_id.in_(allowed))
         else:
             reach = self._reachable()
             if reach is None:
                 return [], 0, None
-            conds.append(s.record_id.in_(reach))
+            set_conds.append(s.record_id.in_(reach))
+            folder_conds.append(f.record_id.in_(reach))
         sets = (
             await unit.conn.execute(
-                select(s.record_id, s.set_id, s.submission_time)
-                .where(*conds)
-                .order_by(s.submission_time.desc(), s.set_id.desc())
+                select(s.record_id, s.set_id, s.submission_time).where(*set_conds)
             )
         ).all()
-        await self._decide_records(unit, scan, sorted({r.record_id for r in sets}))
-        visible: dict[str, list[str]] = {}
+        found_folders = (
+            await unit.conn.execute(
+                select(f.record_id, f.folder_id, f.last_updated).where(*folder_conds)
+            )
+        ).all()
+        await self._decide_records(
+            unit, scan, sorted({r.record_id for r in sets} | {r.record_id for r in found_folders})
+        )
+        visible: dict[str, list[str]] = {}  # list id → the documents the caller may read
+        d = documents.c
         if sets:
-            d = documents.c
             doc_rows = await unit.conn.execute(
                 select(d.submission_set_id, *FACT_COLUMNS)
                 .where(
@@ -458,30 +483,55 @@ class Searcher:
             for m in (r._mapping for r in doc_rows):
                 if self._visible(scan, m["record_id"], m):
                     visible.setdefault(m["submission_set_id"], []).append(m["doc_id"])
-        shown = [r for r in sets if visible.get(r.set_id)]
+        if found_folders:
+            fd = folder_documents.c
+            filed = await unit.conn.execute(
+                select(fd.folder_id, *FACT_COLUMNS)
+                .select_from(
+                    folder_documents.join(
+                        documents, and_(d.record_id == fd.record_id, d.doc_id == fd.doc_id)
+                    )
+                )
+                .where(
+                    fd.record_id.in_({r.record_id for r in found_folders}),
+                    fd.folder_id.in_([r.folder_id for r in found_folders]),
+                )
+                .order_by(fd.added_at, d.doc_id)
+            )
+            for m in (r._mapping for r in filed):
+                if self._visible(scan, m["record_id"], m):
+                    visible.setdefault(m["folder_id"], []).append(m["doc_id"])
+        # a submission set or a folder is shown with the documents the caller may read, and not
+        # at all when it has none (a read of it is refused alike)
+        candidates = [(r.submission_time, r.set_id, r.record_id, False) for r in sets]
+        candidates += [(r.last_updated, r.folder_id, r.record_id, True) for r in found_folders]
+        shown = sorted((c for c in candidates if visible.get(c[1])), reverse=True)
         start = 0
         if criteria.cursor is not None:
             key = criteria.cursor
-            start = next(
-                (i for i, r in enumerate(shown) if (r.submission_time, r.set_id) < key),
-                len(shown),
-            )
+            start = next((i for i, c in enumerate(shown) if (c[0], c[1]) < key), len(shown))
         page = shown[start : start + criteria.count]
-        out: list[StoredSubmissionSet] = []
+        out: list[StoredList] = []
         if page:
-            full = {
-                r.set_id: r._mapping
-                for r in await unit.conn.execute(
-                    select(submission_sets).where(
-                        s.record_id.in_({r.record_id for r in page}),
-                        s.set_id.in_([r.set_id for r in page]),
+            full = await self._full_lists(unit, page)
+            for when, list_id, rid, is_folder in page:
+                m = full[list_id]
+                core, source = unpack(await unit.unseal(rid, bytes(m["resource"])))
+                shown_docs = _in_order(visible[list_id], core)
+                if is_folder:
+                    out.append(
+                        StoredFolder(
+                            record_id=rid,
+                            folder_id=list_id,
+                            unique_id=m["unique_id"],
+                            entry_uuid=m["entry_uuid"],
+                            created_at=m["created_at"],
+                            last_updated=when,
+                            documents=shown_docs,
+                            source=source,
+                        )
                     )
-                )
-            }
-            for r in page:
-                m = full[r.set_id]
-                core, source = unpack(await unit.unseal(r.record_id, bytes(m["resource"])))
-                shown_docs = _in_order(visible[r.set_id], core)
+                    continue
                 out.append(
                     StoredSubmissionSet(
                         record_id=m["record_id"],
@@ -493,6 +543,7 @@ class Searcher:
                         created_at=m["created_at"],
                         documents=shown_docs,
                         source=source,
+                        entry_uuid=m["entry_uuid"],
                     )
                 )
         # one decision per record looked into: each named; for a search naming none, each
@@ -501,14 +552,14 @@ class Searcher:
             traced = sorted(named)
             self._trace_missing(unit, Action.LIST_SEARCH, scan, named)
         else:
-            refused = {rid for rid, d in scan.decisions.items() if not d}
-            traced = sorted({r.record_id for r in page} | refused)
+            refused = {rid for rid, dec in scan.decisions.items() if not dec}
+            traced = sorted({c[2] for c in page} | refused)
         for rid in traced:
             decision = scan.decisions.get(rid)
             if decision is None or rid in scan.traced:
                 continue  # no such record: traced above, on the chain of no record
             scan.traced.add(rid)
-            returned = [x.set_id for x in page if x.record_id == rid]
+            returned = [c[1] for c in page if c[2] == rid]
             self.guard.trace(
                 unit,
                 Action.LIST_SEARCH,
@@ -518,8 +569,30 @@ class Searcher:
             )
         nxt = None
         if start + criteria.count < len(shown) and page:
-            nxt = (page[-1].submission_time, page[-1].set_id)
+            nxt = (page[-1][0], page[-1][1])
         return out, len(shown), nxt
+
+    async def _full_lists(
+        self, unit: Unit, page: list[tuple[datetime, str, str, bool]]
+    ) -> dict[str, Any]:
+        """The rows of the page's submission sets and folders, by their id."""
+        full: dict[str, Any] = {}
+        s = submission_sets.c
+        f = folders.c
+        for table, key, is_folder in (
+            (submission_sets, s.set_id, False),
+            (folders, f.folder_id, True),
+        ):
+            ids = [c[1] for c in page if c[3] is is_folder]
+            if not ids:
+                continue
+            rids = {c[2] for c in page if c[3] is is_folder}
+            rows = await unit.conn.execute(
+                select(table).where(table.c.record_id.in_(rids), key.in_(ids))
+            )
+            for r in rows:
+                full[r._mapping[key.name]] = r._mapping
+        return full
 
 
 def _check_named(record_ids: list[list[str]], identifiers: TokenParam) -> None:

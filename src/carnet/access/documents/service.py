@@ -22,7 +22,7 @@ from carnet.domain.documents import (
     DocumentPage,
     Published,
     StoredDocument,
-    StoredSubmissionSet,
+    StoredList,
     Submission,
 )
 from carnet.domain.search import DocumentCriteria, ListCriteria
@@ -60,7 +60,8 @@ class DocumentService:
 
     async def lists(
         self, criteria: ListCriteria
-    ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
+    ) -> tuple[list[StoredList], int, tuple[datetime, str] | None]:
+        """ITI-66: submission sets and folders."""
         return await self._searcher.lists(criteria)
 
     async def update(

@@ -31,7 +31,7 @@ from carnet.domain.records import RecordState
 from carnet.domain.trace_view import NAMING_ACTIONS, Reading, refs_of, view
 from carnet.domain.traces import DENY, ActionFilter, AuditCriteria, AuditPage, StoredEvent
 from carnet.store.doc_query import _dates
-from carnet.store.tables import audit_events, documents, records
+from carnet.store.tables import audit_events, documents, folder_documents, records
 from carnet.store.trace_chain import event_from_row
 
 MAX_RECORDS = 100
@@ -303,6 +303,17 @@ class TraceService:
                 if row.submission_set_id in docs.of_set:
                     docs.of_set[row.submission_set_id] += (row.doc_id,)
                 doc_ids.append(row.doc_id)
+            if new_sets:  # a list search returns folders too: the documents they file
+                fd = folder_documents.c
+                filed = await unit.conn.execute(
+                    select(fd.folder_id, fd.doc_id).where(
+                        fd.record_id.in_({record_id_of(x) for x in new_sets}),
+                        fd.folder_id.in_(new_sets),
+                    )
+                )
+                for folder_id, doc_id in filed:
+                    docs.of_set[folder_id] += (doc_id,)
+                    doc_ids.append(doc_id)
         wanted = sorted(set(doc_ids) - docs.readable.keys())
         if not wanted:
             return
