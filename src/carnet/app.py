@@ -7,9 +7,12 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -23,9 +26,10 @@ from carnet.auth.tokens import TokenVerifier
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.errors import CoreError, NotAuthenticated
 from carnet.fhir.errors import FhirError, from_core
+from carnet.fhir.openapi import add_components
 from carnet.fhir.outcome import error_response, outcome_response
 from carnet.fhir.routes import fhir_router
-from carnet.fhir.validation import warm
+from carnet.fhir.validation import fhir_definitions, warm
 from carnet.settings import Settings
 
 log = logging.getLogger("carnet")
@@ -48,6 +52,19 @@ def _otel_wanted() -> bool:
         for k in os.environ
         if k.startswith("OTEL_")
     )
+
+
+def _allowed(request: Request) -> str:
+    """The methods the request's path answers (RFC 9110 §15.5.6: a 405 says them in Allow):
+    every route of that path, where Starlette names only the first it tried."""
+    path = request.url.path
+    methods = {
+        m
+        for route in request.app.router.routes
+        if isinstance(route, APIRoute) and route.path_regex.match(path)
+        for m in route.methods or ()
+    }
+    return ", ".join(sorted(methods))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -108,8 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 detail = f"no FHIR interaction at {request.method} {request.url.path}"
             elif exc.status_code == 405:
                 detail = f"{request.method} is not supported on {request.url.path}"
+                allow = _allowed(request)
+                return outcome_response(405, code, detail, headers={"Allow": allow})
             return outcome_response(exc.status_code, code, detail)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
@@ -121,6 +142,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return outcome_response(500, "exception", "internal error; it was logged")
 
     app.include_router(fhir_router())
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's description of the routes, with the FHIR R4 schemas they name."""
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            add_components(document, fhir_definitions())
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     if dev_issuer is not None:
         app.include_router(dev_token_router(dev_issuer))
 

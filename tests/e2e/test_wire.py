@@ -362,3 +362,25 @@ def test_a_40mb_cda_of_empty_elements_is_read_bounded_and_off_the_loop(
     # before: the whole tree built (1.5 GB for 40 MB), on the event loop (8.6 s waits)
     assert grew < 700 * 1024 * 1024, f"RSS grew by {grew / 2**20:.0f} MiB"
     assert slowest < 3.0, f"another request waited {slowest:.2f} s"
+
+
+# -- a method a path does not take ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/fhir/DocumentReference", "GET, POST"),
+        ("PATCH", "/fhir/Patient/abc", "DELETE, GET, PUT"),
+        ("GET", "/fhir", "POST"),
+        ("PUT", "/fhir/Binary/abc", "GET"),
+    ],
+)
+def test_a_wrong_method_answers_405_with_allow(
+    http: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    """RFC 9110 §15.5.6: every method of the path, where Starlette named only one route's."""
+    r = http.request(method, path, headers={"Content-Type": "application/fhir+json"})
+    issue = outcome(r, 405)
+    assert r.headers["allow"] == allowed
+    assert method in issue["diagnostics"]
