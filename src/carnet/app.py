@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from carnet import __version__
 from carnet.access.core import Core
@@ -54,17 +54,20 @@ def _otel_wanted() -> bool:
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def _allowed(request: Request) -> str:
     """The methods the request's path answers (RFC 9110 §15.5.6: a 405 says them in Allow):
-    every route of that path, where Starlette names only the first it tried."""
-    path = request.url.path
-    methods = {
+    each method the router would route there in full, where Starlette names only the first
+    route it tried."""
+    routes = request.app.router.routes
+    allowed = [
         m
-        for route in request.app.router.routes
-        if isinstance(route, APIRoute) and route.path_regex.match(path)
-        for m in route.methods or ()
-    }
-    return ", ".join(sorted(methods))
+        for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -141,7 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return outcome_response(500, "exception", "internal error; it was logged")
 
-    app.include_router(fhir_router())
+    fhir = fhir_router()
+    app.include_router(fhir)
+    app.state.fhir_routes = tuple(fhir.routes)  # what /fhir/metadata declares (capability.py)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's description of the routes, with the FHIR R4 schemas they name."""

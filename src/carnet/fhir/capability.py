@@ -365,7 +365,8 @@ def capability_statement(base: str, routes: Iterable[BaseRoute]) -> dict[str, An
 
 
 async def metadata(request: Request) -> Response:
-    return fhir_response(capability_statement(base_url(request), request.app.routes))
+    routes: tuple[BaseRoute, ...] = request.app.state.fhir_routes
+    return fhir_response(capability_statement(base_url(request), routes))
 
 
 METADATA = Operation(
