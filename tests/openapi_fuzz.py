@@ -42,7 +42,7 @@ def seed(url: str) -> tuple[str, dict[str, str]]:
     return pro["Authorization"], ids
 
 
-def config(examples: int, ids: dict[str, str]) -> str:
+def config(examples: int, ids: dict[str, str], *, negative_bodies: bool = False) -> str:
     lines = [
         "[generation]",
         f"max-examples = {examples}",
@@ -51,14 +51,15 @@ def config(examples: int, ids: dict[str, str]) -> str:
         "[dictionaries]",
     ]
     lines += [f"{t} = {{ values = [{json.dumps(i)}] }}" for t, i in ids.items()]
-    lines += [
-        "",
-        "[[operations]]",
-        'include-method-regex = "^(POST|PUT|PATCH)$"',
-        'exclude-path = "/fhir/Binary"',
-        'generation.mode = "positive"',
-        "phases.coverage.enabled = false",
-    ]
+    if not negative_bodies:
+        lines += [
+            "",
+            "[[operations]]",
+            'include-method-regex = "^(POST|PUT|PATCH)$"',
+            'exclude-path = "/fhir/Binary"',
+            'generation.mode = "positive"',
+            "phases.coverage.enabled = false",
+        ]
     for rtype in ids:
         lines += [
             "",
@@ -71,12 +72,18 @@ def config(examples: int, ids: dict[str, str]) -> str:
 
 
 def run(
-    url: str, authorization: str, ids: dict[str, str], examples: int, workdir: Path
+    url: str,
+    authorization: str,
+    ids: dict[str, str],
+    examples: int,
+    workdir: Path,
+    *,
+    negative_bodies: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """schemathesis run against ``url`` with ``authorization``; its output and exit code."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "schemathesis.toml"
-    conf.write_text(config(examples, ids))
+    conf.write_text(config(examples, ids, negative_bodies=negative_bodies))
     return subprocess.run(
         [
             SCHEMATHESIS,
