@@ -6,6 +6,7 @@ configured media types are accepted, a PUT that changes nothing answers the stor
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -384,3 +385,27 @@ def test_a_wrong_method_answers_405_with_allow(
     issue = outcome(r, 405)
     assert r.headers["allow"] == allowed
     assert method in issue["diagnostics"]
+
+
+# -- what schemathesis found (bench/schemathesis_long.py) -----------------------------------------
+
+FHIR_STRING = re.compile(r"^[ \r\n\t\S]+$")
+
+
+@pytest.mark.parametrize("path", ["/fhir/DocumentReference", "/fhir/RelatedPerson"])
+def test_an_echoed_parameter_name_stays_a_fhir_string(
+    http: httpx.Client, factory: Factory, path: str
+) -> None:
+    """An unknown parameter named with a vertical tab: the OperationOutcome names it, escaped,
+    and stays valid FHIR (a string holds no whitespace but space, tab, CR and LF)."""
+    r = http.get(f"{path}?V%0B%C2%85=1", headers=factory.professional())
+    issue = outcome(r, 400)
+    assert FHIR_STRING.match(issue["diagnostics"]), issue
+    assert issue["expression"] == ["V\\u000b\\u0085"]
+
+
+def test_an_empty_patient_id_is_refused_like_any_empty_token(
+    http: httpx.Client, factory: Factory
+) -> None:
+    issue = outcome(http.get("/fhir/Patient?_id=", headers=factory.professional()), 400)
+    assert issue["expression"] == ["_id"]

@@ -194,6 +194,8 @@ PAGING = (COUNT, CURSOR)
 
 def _query(p: SearchParam, *, repeat: bool) -> dict[str, Any]:
     value = _SEARCH_SCHEMAS.get(p.type, {"type": "string", "minLength": 1})
+    if p.type == "string":  # an empty string value matches every one (no 400)
+        value = {"type": "string"}
     out: dict[str, Any] = {
         "name": p.name,
         "in": "query",
@@ -276,7 +278,14 @@ class Operation:
                 {
                     **_query(FORMAT, repeat=False),
                     "schema": {
-                        "enum": ["json", "application/fhir+json", "application/json"],
+                        # empty: as if absent (wire.check_accept)
+                        "enum": [
+                            "",
+                            "json",
+                            "application/fhir+json",
+                            "application/json",
+                            "application/json+fhir",
+                        ],
                     },
                 }
             )

@@ -31,7 +31,7 @@ async def search_patient(request: Request) -> Response:
         family=params.getlist("family"),
         given=params.getlist("given"),
         birthdate=dates(params, "birthdate"),
-        ids=[i for v in params.getlist("_id") for i in v.split(",")],
+        ids=[t.code for group in tokens(params, "_id") for t in group],
     )
     views = await scope.records.search(criteria)
     base = base_url(request)
