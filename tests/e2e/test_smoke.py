@@ -11,6 +11,20 @@ def test_metadata_is_public(http: httpx.Client) -> None:
     assert r.json()["resourceType"] == "CapabilityStatement"
 
 
+def test_served_capability_statement_validates_and_follows_the_routes(http: httpx.Client) -> None:
+    """What the server serves, not only what the unit test builds: valid R4(B), and drawn from
+    the routes the app registered."""
+    from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+    cs = http.get("/fhir/metadata").json()
+    CapabilityStatement.model_validate(cs)
+    resources = {r["type"]: r for r in cs["rest"][0]["resource"]}
+    codes = {i["code"] for i in resources["DocumentReference"]["interaction"]}
+    assert {"read", "vread", "update", "create", "search-type", "history-instance"} <= codes
+    assert {p["name"] for p in resources["List"]["searchParam"]} >= {"patient", "identifier"}
+    assert cs["rest"][0]["interaction"][0]["code"] == "transaction"
+
+
 def test_open_publish_read(http: httpx.Client, factory: Factory) -> None:
     pro = factory.professional()
     ins, pid = factory.open_record(pro)

@@ -6,6 +6,7 @@ configured media types are accepted, a PUT that changes nothing answers the stor
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -362,3 +363,49 @@ def test_a_40mb_cda_of_empty_elements_is_read_bounded_and_off_the_loop(
     # before: the whole tree built (1.5 GB for 40 MB), on the event loop (8.6 s waits)
     assert grew < 700 * 1024 * 1024, f"RSS grew by {grew / 2**20:.0f} MiB"
     assert slowest < 3.0, f"another request waited {slowest:.2f} s"
+
+
+# -- a method a path does not take ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/fhir/DocumentReference", "GET, POST"),
+        ("PATCH", "/fhir/Patient/abc", "GET, PUT, DELETE"),
+        ("GET", "/fhir", "POST"),
+        ("PUT", "/fhir/Binary/abc", "GET"),
+    ],
+)
+def test_a_wrong_method_answers_405_with_allow(
+    http: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    """RFC 9110 §15.5.6: every method of the path, where Starlette named only one route's."""
+    r = http.request(method, path, headers={"Content-Type": "application/fhir+json"})
+    issue = outcome(r, 405)
+    assert r.headers["allow"] == allowed
+    assert method in issue["diagnostics"]
+
+
+# -- what schemathesis found (bench/schemathesis_long.py) -----------------------------------------
+
+FHIR_STRING = re.compile(r"^[ \r\n\t\S]+$")
+
+
+@pytest.mark.parametrize("path", ["/fhir/DocumentReference", "/fhir/RelatedPerson"])
+def test_an_echoed_parameter_name_stays_a_fhir_string(
+    http: httpx.Client, factory: Factory, path: str
+) -> None:
+    """An unknown parameter named with a vertical tab: the OperationOutcome names it, escaped,
+    and stays valid FHIR (a string holds no whitespace but space, tab, CR and LF)."""
+    r = http.get(f"{path}?V%0B%C2%85=1", headers=factory.professional())
+    issue = outcome(r, 400)
+    assert FHIR_STRING.match(issue["diagnostics"]), issue
+    assert issue["expression"] == ["V\\u000b\\u0085"]
+
+
+def test_an_empty_patient_id_is_refused_like_any_empty_token(
+    http: httpx.Client, factory: Factory
+) -> None:
+    issue = outcome(http.get("/fhir/Patient?_id=", headers=factory.professional()), 400)
+    assert issue["expression"] == ["_id"]

@@ -38,7 +38,7 @@ def test_every_cli_command_is_documented() -> None:
 
 def test_capability_statement_declares_only_routes_that_exist() -> None:
     routes = {(m, r.path) for r in fhir_router().routes for m in getattr(r, "methods", set())}
-    cs = capability_statement("http://x/fhir")
+    cs = capability_statement("http://x/fhir", fhir_router().routes)
     verbs = {
         "read": ("GET", "/fhir/{t}/{{id}}"),
         "vread": ("GET", "/fhir/{t}/{{id}}/_history/{{vid}}"),
@@ -47,6 +47,7 @@ def test_capability_statement_declares_only_routes_that_exist() -> None:
         "delete": ("DELETE", "/fhir/{t}/{{id}}"),
         "create": ("POST", "/fhir/{t}"),
         "search-type": ("GET", "/fhir/{t}"),
+        "patch": ("PATCH", "/fhir/{t}/{{id}}"),
     }
     for resource in cs["rest"][0]["resource"]:
         for interaction in resource["interaction"]:

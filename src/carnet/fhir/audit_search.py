@@ -31,7 +31,9 @@ from carnet.fhir.bundles import page_url, searchset
 from carnet.fhir.capability import AUDIT_SEARCH
 from carnet.fhir.context import base_url, core_of, scope_of
 from carnet.fhir.errors import InvalidInput
+from carnet.fhir.openapi import PAGING, Operation, resource
 from carnet.fhir.search_params import check_known, count, dates, references, tokens
+from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.wire import fhir_response
 
 
@@ -167,3 +169,16 @@ async def search_audit_event(request: Request) -> Response:
             ],
         )
     )
+
+
+SORT_NEWEST = SearchParam(
+    "_sort", "special", "http://hl7.org/fhir/R4/search.html#sort", "-date only (the default)"
+)
+
+SEARCH = Operation(
+    "The traces (search AuditEvent)",
+    {200: resource("Bundle", "a searchset Bundle of AuditEvents, newest first")},
+    description="dmp.md §5, docs/traces.md: the traces the caller may read.",
+    search=AUDIT_SEARCH,
+    extra=(*PAGING, SORT_NEWEST),
+)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from carnet.fhir.context import FHIR_ID, base_url, scope_of, settings_of
 from carnet.fhir.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from carnet.fhir.openapi import ANY, LOCATION, RAW, Header, Operation, outcome
 from carnet.fhir.outcome import operation_outcome
 from carnet.fhir.wire import fhir_response, is_json_type
 
@@ -50,3 +51,28 @@ async def create_binary(request: Request) -> Response:
         "information", "informational", f"stored {size} bytes as Binary/{binary_id}"
     )
     return fhir_response(body, status=201, headers={"Location": location})
+
+
+CREATE = Operation(
+    "Upload content (create Binary) for a later DocumentReference",
+    {
+        201: outcome("stored", Location=LOCATION),
+        400: None,
+        404: None,
+        413: None,
+        415: None,
+        422: None,
+    },
+    description="The raw content with its own Content-Type (one of CARNET_CONTENT_TYPES; 422 "
+    "otherwise), for the record named by X-Security-Context.",
+    headers=(
+        Header(
+            "X-Security-Context",
+            "Patient/<id>: the record the content belongs to",
+            r"^Patient/[A-Za-z0-9\-][A-Za-z0-9\-.]{0,63}$",
+            required=True,
+        ),
+    ),
+    body={ANY: RAW},
+    negotiates=False,
+)

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from carnet.fhir.context import NOT_FOUND, scope_of
 from carnet.fhir.errors import NotFound
 from carnet.fhir.iti68 import SAFE_HEADERS
+from carnet.fhir.openapi import Operation, resource
 from carnet.fhir.submission import fhir_document, is_fhir_document
 from carnet.fhir.wire import fhir_response
 
@@ -34,3 +35,14 @@ async def read_bundle(request: Request) -> Response:
         raise NotFound(NOT_FOUND)
     bundle["id"] = bid
     return fhir_response(bundle, headers={"ETag": f'"{content.info.etag}"', **SAFE_HEADERS})
+
+
+READ = Operation(
+    "Read a FHIR document (a document whose content is a FHIR Bundle)",
+    {
+        200: resource("Bundle", "the document Bundle, its id the content's id", ETag="its SHA-256"),
+        404: None,
+        410: None,
+    },
+    description="PDSm for DMP TD3.2 case 3: the same decision and trace as GET Binary/{id}.",
+)

@@ -1,185 +1,378 @@
 """GET /fhir/metadata: the CapabilityStatement (FHIR R4 §3.1.0.13 "capabilities";
-http://hl7.org/fhir/R4/http.html#capabilities). It declares only what works; a test checks
-every declared interaction and search parameter against the routes."""
+http://hl7.org/fhir/R4/http.html#capabilities).
+
+It is drawn from what is registered (the routes, passed in) and from the search tables below,
+so that it declares only what works: a resource's interactions are its routes, its search
+parameters those its search handler parses (each with its canonical definition: HL7's, IHE
+MHD's or ANS PDSm's, as the PDSm "GestionnaireDePartageDeDocuments" statement names them), PATCH
+and its ``patchFormat`` only when a PATCH route exists. What routes cannot say (profiles,
+versioning, conditional create, includes) is in :data:`RESOURCES`.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from carnet import __version__
 from carnet.fhir.context import base_url
+from carnet.fhir.openapi import Operation, resource
+from carnet.fhir.search_spec import FHIR_SP, MHD_SP, PDSM_SP, SearchParam, table
 from carnet.fhir.wire import fhir_response
 
-PATIENT_SEARCH = {
-    "identifier": "token",
-    "family": "string",
-    "given": "string",
-    "birthdate": "date",
-    "_id": "token",
+S = SearchParam
+
+RESOURCE_ID = S("_id", "token", f"{FHIR_SP}Resource-id", "the resource id")
+
+PATIENT_SEARCH = table(
+    S(
+        "identifier",
+        "token",
+        f"{FHIR_SP}Patient-identifier",
+        "the INS (system|value): a professional who names a record by its exact INS learns its "
+        "state and their own access",
+    ),
+    S("family", "string", f"{FHIR_SP}individual-family", "the birth or used family name"),
+    S("given", "string", f"{FHIR_SP}individual-given", "a given name"),
+    S("birthdate", "date", f"{FHIR_SP}individual-birthdate", "the date of birth"),
+    RESOURCE_ID,
+)
+DOCREF_SEARCH = table(
+    S(
+        "patient",
+        "reference",
+        f"{FHIR_SP}clinical-patient",
+        "the record (Patient/<id>) the document belongs to",
+    ),
+    S(
+        "patient.identifier",
+        "token",
+        f"{FHIR_SP}clinical-patient",
+        "the patient's INS (system|value), chained on patient",
+    ),
+    S(
+        "identifier",
+        "token",
+        f"{FHIR_SP}clinical-identifier",
+        "the document's uniqueId (masterIdentifier)",
+    ),
+    RESOURCE_ID,
+    S("type", "token", f"{FHIR_SP}clinical-type", "the document's type (typeCode)"),
+    S(
+        "category",
+        "token",
+        f"{FHIR_SP}DocumentReference-category",
+        "the document's class (classCode)",
+    ),
+    S(
+        "date",
+        "date",
+        f"{FHIR_SP}DocumentReference-date",
+        "when the DocumentReference was made (submission time)",
+    ),
+    S(
+        "period",
+        "date",
+        f"{FHIR_SP}DocumentReference-period",
+        "the time of the service the document describes",
+    ),
+    S(
+        "status",
+        "token",
+        f"{FHIR_SP}DocumentReference-status",
+        "current, superseded or entered-in-error",
+    ),
+    S(
+        "author.identifier",
+        "token",
+        f"{FHIR_SP}DocumentReference-author",
+        "the author's identifier (e.g. the RPPS IdNatPS), chained on author",
+    ),
+    S(
+        "setting",
+        "token",
+        f"{FHIR_SP}DocumentReference-setting",
+        "the practice setting (practiceSettingCode)",
+    ),
+    S(
+        "facility",
+        "token",
+        f"{FHIR_SP}DocumentReference-facility",
+        "the facility type (healthcareFacilityTypeCode)",
+    ),
+    S("format", "token", f"{FHIR_SP}DocumentReference-format", "the format (formatCode)"),
+    S(
+        "security-label",
+        "token",
+        f"{FHIR_SP}DocumentReference-security-label",
+        "a confidentiality or visibility label",
+    ),
+    S(
+        "archived",
+        "token",
+        f"{PDSM_SP}PDSm-isArchived",
+        "true: the archived documents, false: the others (carnet's name for PDSm isArchived)",
+    ),
+)
+LIST_SEARCH = table(
+    S(
+        "patient",
+        "reference",
+        f"{FHIR_SP}clinical-patient",
+        "the record (Patient/<id>) the submission set belongs to",
+    ),
+    S(
+        "patient.identifier",
+        "token",
+        f"{FHIR_SP}clinical-patient",
+        "the patient's INS (system|value), chained on patient",
+    ),
+    S("code", "token", f"{FHIR_SP}clinical-code", "the List's kind (submissionset)"),
+    S("date", "date", f"{FHIR_SP}clinical-date", "when the submission set was submitted"),
+    S(
+        "identifier",
+        "token",
+        f"{FHIR_SP}clinical-identifier",
+        "the submission set's uniqueId or entryUUID",
+    ),
+    S(
+        "source.identifier",
+        "token",
+        f"{MHD_SP}List-SourceId",
+        "the sourceId of the sending system (carnet's name for MHD sourceId)",
+    ),
+    S("status", "token", f"{FHIR_SP}List-status", "current"),
+)
+AUDIT_SEARCH = table(
+    S("patient", "reference", f"{FHIR_SP}AuditEvent-patient", "the record traced"),
+    S("date", "date", f"{FHIR_SP}AuditEvent-date", "when the event happened"),
+    S("action", "token", f"{FHIR_SP}AuditEvent-action", "C, R, U, D or E"),
+    S("subtype", "token", f"{FHIR_SP}AuditEvent-subtype", "carnet's action (docs/traces.md)"),
+    S("outcome", "token", f"{FHIR_SP}AuditEvent-outcome", "0 success, 4 refused, 8 failed"),
+    S(
+        "agent.identifier",
+        "token",
+        f"{FHIR_SP}AuditEvent-agent",
+        "who acted (an RPPS IdNatPS or an INS), chained on agent",
+    ),
+    S(
+        "entity",
+        "reference",
+        f"{FHIR_SP}AuditEvent-entity",
+        "the DocumentReference or Patient the event concerns",
+    ),
+)
+CONSENT_SEARCH = table(
+    S("patient", "reference", f"{FHIR_SP}clinical-patient", "the record (Patient/<id>)"),
+    S(
+        "patient.identifier",
+        "token",
+        f"{FHIR_SP}clinical-patient",
+        "the patient's INS (system|value), chained on patient",
+    ),
+)
+RELATED_PERSON_SEARCH = table(
+    S("patient", "reference", f"{FHIR_SP}RelatedPerson-patient", "the record (Patient/<id>)"),
+)
+
+SEARCH: dict[str, dict[str, SearchParam]] = {
+    "Patient": PATIENT_SEARCH,
+    "DocumentReference": DOCREF_SEARCH,
+    "List": LIST_SEARCH,
+    "AuditEvent": AUDIT_SEARCH,
+    "Consent": CONSENT_SEARCH,
+    "RelatedPerson": RELATED_PERSON_SEARCH,
 }
-DOCREF_SEARCH = {
-    "patient": "reference",
-    "patient.identifier": "token",
-    "identifier": "token",
-    "_id": "token",
-    "type": "token",
-    "category": "token",
-    "date": "date",
-    "period": "date",
-    "status": "token",
-    "author.identifier": "token",
-    "setting": "token",
-    "facility": "token",
-    "format": "token",
-    "security-label": "token",
-    "archived": "token",
+"""Each resource type's search table (what its search handler parses)."""
+
+MHD = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/"
+PDSM = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/"
+FR_CORE = "https://hl7.fr/ig/fhir/core/StructureDefinition/"
+CONDITIONAL_PATCH = (
+    "http://hl7.org/fhir/5.0/StructureDefinition/"
+    "extension-CapabilityStatement.rest.resource.conditionalPatch"
+)
+"""R5's ``conditionalPatch``, which R4 lacks, as an R4 extension (FHIR cross-version)."""
+
+RESOURCES: dict[str, dict[str, Any]] = {
+    "Patient": {
+        "profile": f"{FR_CORE}fr-core-patient-ins",
+        "supportedProfile": [f"{FR_CORE}fr-core-patient"],
+    },
+    "DocumentReference": {
+        "profile": f"{PDSM}pdsm-comprehensive-document-reference",
+        "supportedProfile": [
+            f"{PDSM}pdsm-simplified-publish",
+            f"{MHD}IHE.MHD.Comprehensive.DocumentReference",
+            f"{MHD}IHE.MHD.SimplifiedPublish.DocumentReference",
+        ],
+        "conditionalCreate": True,  # ITI-105 If-None-Exist (iti105.py)
+        "searchInclude": ["DocumentReference:subject"],
+    },
+    "List": {
+        "profile": f"{PDSM}pdsm-submissionset-comprehensive",
+        "supportedProfile": [
+            f"{PDSM}pdsm-folder-comprehensive",
+            f"{MHD}IHE.MHD.Comprehensive.SubmissionSet",
+            f"{MHD}IHE.MHD.Comprehensive.Folder",
+        ],
+    },
 }
-LIST_SEARCH = {
-    "patient": "reference",
-    "patient.identifier": "token",
-    "code": "token",
-    "date": "date",
-    "identifier": "token",
-    "source.identifier": "token",
-    "status": "token",
+"""What the routes cannot say: profiles, conditional create (kept only with a create route),
+includes (only with a search route)."""
+
+# (method, path under /fhir/{type}) → interaction
+_INSTANCE = {
+    ("GET", "/{id}"): "read",
+    ("GET", "/{id}/_history/{vid}"): "vread",
+    ("GET", "/{id}/_history"): "history-instance",
+    ("PUT", "/{id}"): "update",
+    ("PATCH", "/{id}"): "patch",
+    ("DELETE", "/{id}"): "delete",
+    ("POST", ""): "create",
+    ("GET", ""): "search-type",
+    ("POST", "/_search"): "search-type",
 }
-
-AUDIT_SEARCH = {
-    "patient": "reference",
-    "date": "date",
-    "action": "token",
-    "subtype": "token",
-    "outcome": "token",
-    "agent.identifier": "token",
-    "entity": "reference",
-}
-
-
-def _params(spec: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": n, "type": t} for n, t in spec.items()]
+_ORDER = (
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "create",
+    "search-type",
+)
+_PATH = re.compile(r"^/fhir/([A-Z][A-Za-z]+)(.*)$")
 
 
-def capability_statement(base: str) -> dict[str, Any]:
+def _registered(routes: Iterable[BaseRoute]) -> set[tuple[str, str]]:
     return {
+        (method, path)
+        for route in routes
+        for path in [getattr(route, "path", "")]
+        if path.startswith("/fhir")
+        for method in getattr(route, "methods", None) or ()
+    }
+
+
+def _resource(rtype: str, verbs: dict[str, set[str]]) -> dict[str, Any]:
+    found = verbs.get(rtype, set())
+    codes = [c for c in _ORDER if c in found]
+    out: dict[str, Any] = {"type": rtype}
+    facts = RESOURCES.get(rtype, {})
+    for key in ("profile", "supportedProfile"):
+        if key in facts:
+            out[key] = facts[key]
+    out["interaction"] = [{"code": c} for c in codes]
+    if "update" in codes or "patch" in codes:
+        out["versioning"] = "versioned-update"
+    if "create" in codes and "conditionalCreate" in facts:
+        out["conditionalCreate"] = facts["conditionalCreate"]
+    if "conditional-update" in found or "conditional-patch" in found:
+        # R4 has no conditionalPatch: the PDSm server statement says a conditional PATCH with
+        # conditionalUpdate; R5's element travels as its cross-version extension
+        out["conditionalUpdate"] = True
+    if "conditional-patch" in found:
+        out["extension"] = [{"url": CONDITIONAL_PATCH, "valueBoolean": True}]
+    if "search-type" in codes:
+        if "searchInclude" in facts:
+            out["searchInclude"] = facts["searchInclude"]
+        out["searchParam"] = [
+            {
+                "name": p.name,
+                "definition": p.definition,
+                "type": p.type,
+                "documentation": p.documentation,
+            }
+            for p in SEARCH.get(rtype, {}).values()
+        ]
+    if "everything" in found:
+        out["operation"] = [
+            {
+                "name": "everything",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+            }
+        ]
+    return out
+
+
+def capability_statement(base: str, routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The CapabilityStatement of a server whose routes are ``routes``."""
+    registered = _registered(routes)
+    verbs: dict[str, set[str]] = {}
+    for method, path in registered:
+        m = _PATH.match(path)
+        if m is None:
+            continue
+        rtype, tail = m[1], m[2]
+        code = _INSTANCE.get((method, tail))
+        if tail == "/{id}/$everything" and method == "GET":
+            code = "everything"
+        elif tail == "" and method == "PATCH":
+            code = "conditional-patch"
+        elif tail == "" and method == "PUT":
+            code = "conditional-update"
+        if code is not None:
+            verbs.setdefault(rtype, set()).add(code)
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-23",
+        "date": "2026-11-28",
         "kind": "instance",
         "software": {"name": "carnet", "version": __version__},
         "implementation": {"description": "carnet DMP host", "url": base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "instantiates": [
-            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
-            "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
-        ],
-        "rest": [
-            {
-                "mode": "server",
-                "security": {
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                    "code": "OAuth",
-                                }
-                            ]
-                        }
-                    ],
-                    "description": "Bearer JWT (see docs/tokens.md)",
-                },
-                "interaction": [{"code": "transaction"}],
-                "resource": [
-                    {
-                        "type": "Patient",
-                        "profile": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins",
-                        "interaction": [
-                            {"code": c}
-                            for c in (
-                                "read",
-                                "vread",
-                                "update",
-                                "create",
-                                "delete",
-                                "search-type",
-                                "history-instance",
-                            )
-                        ],
-                        "versioning": "versioned-update",
-                        "conditionalCreate": False,
-                        "searchParam": _params(PATIENT_SEARCH),
-                        "operation": [
-                            {
-                                "name": "everything",
-                                "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                            }
-                        ],
-                    },
-                    {
-                        "type": "DocumentReference",
-                        "supportedProfile": [
-                            "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference",
-                            "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-simplified-publish",
-                        ],
-                        "interaction": [
-                            {"code": c}
-                            for c in (
-                                "read",
-                                "vread",
-                                "update",
-                                "create",
-                                "search-type",
-                                "history-instance",
-                            )
-                        ],
-                        "versioning": "versioned-update",
-                        "conditionalCreate": True,
-                        "searchInclude": ["DocumentReference:subject"],
-                        "searchParam": _params(DOCREF_SEARCH),
-                    },
-                    {
-                        "type": "List",
-                        "interaction": [{"code": "read"}, {"code": "search-type"}],
-                        "searchParam": _params(LIST_SEARCH),
-                    },
-                    {
-                        "type": "RelatedPerson",
-                        "interaction": [{"code": c} for c in ("create", "delete", "search-type")],
-                        "searchParam": _params({"patient": "reference"}),
-                    },
-                    {
-                        "type": "Consent",
-                        "interaction": [
-                            {"code": c}
-                            for c in ("read", "create", "update", "delete", "search-type")
-                        ],
-                        "searchParam": _params(
-                            {"patient": "reference", "patient.identifier": "token"}
-                        ),
-                    },
-                    {
-                        "type": "AuditEvent",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": _params(AUDIT_SEARCH),
-                    },
-                    {
-                        "type": "Binary",
-                        "interaction": [{"code": "read"}, {"code": "create"}],
-                    },
-                    {
-                        # FHIR documents stored as a document's content (PDSm for DMP TD3.2)
-                        "type": "Bundle",
-                        "interaction": [{"code": "read"}],
-                    },
-                ],
-            }
-        ],
     }
+    if any(method == "PATCH" for method, _ in registered):
+        statement["patchFormat"] = ["application/json-patch+json"]
+    statement["instantiates"] = [
+        "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentRecipient",
+        "https://profiles.ihe.net/ITI/MHD/CapabilityStatement/IHE.MHD.DocumentResponder",
+    ]
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "security": {
+            "service": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                            "code": "OAuth",
+                        }
+                    ]
+                }
+            ],
+            "description": "Bearer JWT (see docs/tokens.md)",
+        },
+    }
+    if ("POST", "/fhir") in registered:
+        rest["interaction"] = [
+            {
+                "code": "transaction",
+                "documentation": f"{PDSM}pdsm-comprehensive-provide-document-bundle (ITI-65)",
+            }
+        ]
+    rest["resource"] = [_resource(t, verbs) for t in sorted(verbs)]
+    statement["rest"] = [rest]
+    return statement
 
 
 async def metadata(request: Request) -> Response:
-    return fhir_response(capability_statement(base_url(request)))
+    routes: tuple[BaseRoute, ...] = request.app.state.fhir_routes
+    return fhir_response(capability_statement(base_url(request), routes))
+
+
+METADATA = Operation(
+    "The CapabilityStatement (FHIR capabilities)",
+    {200: resource("CapabilityStatement", "what this server does")},
+    description="Public: no token needed. Drawn from the registered routes and search tables.",
+    public=True,
+    negotiates=False,
+)

@@ -12,9 +12,11 @@ from starlette.responses import Response
 
 from carnet.domain.records import PatientRef, RecordCriteria
 from carnet.fhir.bundles import page_url, searchset
+from carnet.fhir.capability import CONSENT_SEARCH
 from carnet.fhir.consent_resource import parse_consent, render_consent, require_patient_ref
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.errors import InvalidInput
+from carnet.fhir.openapi import ETAG, IF_MATCH, LOCATION, Operation, body, resource
 from carnet.fhir.search_params import check_known, references, tokens
 from carnet.fhir.submission import subject_ref
 from carnet.fhir.validation import validate
@@ -52,7 +54,7 @@ async def read_consent(request: Request) -> Response:
 async def search_consent(request: Request) -> Response:
     scope = await scope_of(request)
     p = request.query_params
-    check_known(p, {"patient", "patient.identifier"}, "Consent")
+    check_known(p, set(CONSENT_SEARCH), "Consent")
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     idents = [t for group in tokens(p, "patient.identifier") for t in group]
     if idents:
@@ -96,3 +98,46 @@ async def delete_consent(request: Request) -> Response:
     scope = await scope_of(request)
     body = render_consent(await scope.consents.revoke(request.path_params["id"]))
     return fhir_response(body, headers=_etag(body))
+
+
+CREATE = Operation(
+    "Record a consent (create Consent): an authorisation, a block, a care team, an emergency "
+    "consent",
+    {
+        201: resource("Consent", "the consent recorded", Location=LOCATION, ETag=ETAG),
+        400: None,
+        404: None,
+        409: None,
+        413: None,
+        422: None,
+    },
+    description="DMP TD0.3; docs/consents.md.",
+    body=body("Consent"),
+)
+READ = Operation(
+    "Read a Consent",
+    {200: resource("Consent", "the Consent", ETag=ETAG), 404: None},
+)
+SEARCH = Operation(
+    "A record's consents (search Consent)",
+    {200: resource("Bundle", "a searchset Bundle of Consents"), 404: None},
+    search=CONSENT_SEARCH,
+)
+UPDATE = Operation(
+    "Update a Consent",
+    {
+        200: resource("Consent", "the Consent as updated", ETag=ETAG),
+        400: None,
+        404: None,
+        409: None,
+        412: None,
+        413: None,
+        422: None,
+    },
+    headers=(IF_MATCH,),
+    body=body("Consent"),
+)
+DELETE = Operation(
+    "Revoke a Consent (delete)",
+    {200: resource("Consent", "the Consent as revoked", ETag=ETAG), 404: None, 409: None},
+)

@@ -11,6 +11,7 @@ from carnet.domain.clock import iso
 from carnet.fhir.bundles import history
 from carnet.fhir.context import base_url, scope_of
 from carnet.fhir.docref_resource import render_docref
+from carnet.fhir.openapi import ETAG, Operation, resource
 from carnet.fhir.patient_read import _version
 from carnet.fhir.wire import etag, fhir_response
 
@@ -42,3 +43,35 @@ async def docref_history(request: Request) -> Response:
         for doc in versions
     ]
     return fhir_response(history(f"{base}/DocumentReference/{did}/_history", entries))
+
+
+READ = Operation(
+    "Read a DocumentReference",
+    {
+        200: resource(
+            "DocumentReference",
+            "the DocumentReference",
+            ETag=ETAG,
+            Last_Modified="when this version was made",
+        ),
+        404: None,
+        410: None,
+    },
+)
+VREAD = Operation(
+    "Read a version of a DocumentReference (vread)",
+    {
+        200: resource(
+            "DocumentReference",
+            "that version",
+            ETag=ETAG,
+            Last_Modified="when this version was made",
+        ),
+        404: None,
+        410: None,
+    },
+)
+HISTORY = Operation(
+    "The versions of a DocumentReference (history)",
+    {200: resource("Bundle", "a history Bundle"), 404: None, 410: None},
+)

@@ -16,6 +16,7 @@ from carnet.fhir.capability import DOCREF_SEARCH
 from carnet.fhir.context import base_url, core_of, scope_of
 from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.errors import InvalidInput
+from carnet.fhir.openapi import PAGING, Operation, resource
 from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.search_params import (
     check_known,
@@ -26,6 +27,7 @@ from carnet.fhir.search_params import (
     references,
     tokens,
 )
+from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.wire import fhir_response
 
 
@@ -93,3 +95,23 @@ async def search_docref(request: Request) -> Response:
             includes=[(f"{base}/Patient/{r.record_id}", render_patient(r)) for r in page.included],
         )
     )
+
+
+SORT = SearchParam(
+    "_sort", "special", "http://hl7.org/fhir/R4/search.html#sort", "date or -date (the default)"
+)
+INCLUDE = SearchParam(
+    "_include",
+    "special",
+    "http://hl7.org/fhir/R4/search.html#include",
+    "DocumentReference:subject adds each record's Patient",
+)
+
+SEARCH = Operation(
+    "Find Document References (ITI-67)",
+    {200: resource("Bundle", "a searchset Bundle of DocumentReferences (and their Patients)")},
+    description="IHE MHD ITI-67, DMP TD3.1. A document the caller may not read is neither "
+    "listed nor counted.",
+    search=DOCREF_SEARCH,
+    extra=(*PAGING, SORT, INCLUDE),
+)

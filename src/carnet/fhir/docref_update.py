@@ -21,6 +21,7 @@ from carnet.fhir.docref_resource import (
     render_docref,
 )
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
+from carnet.fhir.openapi import ETAG, IF_MATCH, Operation, body, resource
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
 
@@ -79,3 +80,21 @@ async def update_docref(request: Request) -> Response:
         did, change_from(resource, base), parse_if_match(request.headers.get("if-match"))
     )
     return fhir_response(render_docref(doc, base), headers={"ETag": etag(doc.version_id)})
+
+
+UPDATE = Operation(
+    "Update a document's metadata: status, securityLabel, archiving (DMP TD3.3)",
+    {
+        200: resource("DocumentReference", "the DocumentReference as updated", ETag=ETAG),
+        400: None,
+        404: None,
+        409: None,
+        410: None,
+        412: None,
+        413: None,
+        422: None,
+    },
+    description="Only status, securityLabel and the dmp-archived extension may change.",
+    headers=(IF_MATCH,),
+    body=body("DocumentReference"),
+)

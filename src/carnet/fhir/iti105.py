@@ -21,6 +21,7 @@ from carnet.domain.search import DocumentCriteria, Token
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable, render_docref
 from carnet.fhir.errors import InvalidInput, PreconditionFailed, UnprocessableEntity
+from carnet.fhir.openapi import ETAG, LOCATION, Header, Operation, body, resource
 from carnet.fhir.submission import (
     check_fhir_document,
     decode_data,
@@ -95,3 +96,31 @@ async def simplified_publish(request: Request) -> Response:
         status=201 if published.created else 200,
         headers={"Location": location, "ETag": etag(published.version_id)},
     )
+
+
+PUBLISH = Operation(
+    "Simplified Publish (ITI-105): a DocumentReference with its content inline",
+    {
+        201: resource("DocumentReference", "the document stored", Location=LOCATION, ETag=ETAG),
+        200: resource(
+            "DocumentReference",
+            "the document already stored with that uniqueId (If-None-Exist, or sent twice)",
+            ETag=ETAG,
+        ),
+        400: None,
+        404: None,
+        409: None,
+        412: None,
+        413: None,
+        422: None,
+    },
+    description="IHE MHD ITI-105, ANS PDSm pdsm-simplified-publish.",
+    headers=(
+        Header(
+            "If-None-Exist",
+            "identifier=<system>|<uniqueId>: answer the document stored with that "
+            "masterIdentifier instead of storing again (conditional create)",
+        ),
+    ),
+    body=body("DocumentReference"),
+)

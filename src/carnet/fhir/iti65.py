@@ -28,6 +28,7 @@ from carnet.domain.errors import CoreError
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import entry_from_docref, publishable
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
+from carnet.fhir.openapi import Operation, body, resource
 from carnet.fhir.submission import (
     check_fhir_document,
     decode_data,
@@ -284,3 +285,19 @@ async def provide_document_bundle(request: Request) -> Response:
         where = parsed.where if len(parsed.where) > 1 else {}
         raise from_core(exc, where) from None
     return fhir_response(transaction_response(bundle, parsed, result, base_url(request)))
+
+
+PROVIDE = Operation(
+    "Provide Document Bundle (ITI-65): a transaction Bundle",
+    {
+        200: resource("Bundle", "the transaction-response Bundle"),
+        400: None,
+        404: None,
+        409: None,
+        413: None,
+        422: None,
+    },
+    description="IHE MHD ITI-65, ANS PDSm pdsm-comprehensive-provide-document-bundle; DMP "
+    "TD2.1, TD2.2. Stored all or nothing.",
+    body=body("Bundle"),
+)

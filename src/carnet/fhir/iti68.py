@@ -13,7 +13,18 @@ from starlette.responses import Response, StreamingResponse
 
 from carnet.access.scope import ContentStream
 from carnet.fhir.context import scope_of
+from carnet.fhir.openapi import (
+    ANY,
+    FHIR_JSON,
+    RAW,
+    Header,
+    Operation,
+    Reply,
+    outcome,
+    ref,
+)
 from carnet.fhir.outcome import outcome_response
+from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.wire import fhir_response
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -114,3 +125,45 @@ async def _body(
     return StreamingResponse(
         content.chunks(start, end), status_code=status, media_type=media_type, headers=headers
     )
+
+
+FORMAT_JSON = SearchParam(
+    "_format",
+    "special",
+    "http://hl7.org/fhir/R4/http.html#parameters",
+    "json: the content as a Binary resource (FHIR JSON); any other value: the content as stored",
+)
+_CONTENT_HEADERS = {
+    "Content-Disposition": "inline for PDF, text and images, attachment for anything else",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+}
+
+RETRIEVE = Operation(
+    "Retrieve Document (ITI-68): the content as stored, or as a Binary resource",
+    {
+        200: Reply(
+            "the content with its own media type; a Binary resource when FHIR JSON is asked "
+            "for (Accept: application/fhir+json or _format=json)",
+            {ANY: RAW, FHIR_JSON: ref("Binary")},
+            {"ETag": "the content's SHA-256", **_CONTENT_HEADERS},
+        ),
+        206: Reply(
+            "the byte range asked for",
+            {ANY: RAW},
+            {"Content-Range": "the range served", "ETag": "the content's SHA-256"},
+        ),
+        304: Reply("unchanged (If-None-Match)", {}, {"ETag": "the content's SHA-256"}),
+        404: None,
+        410: None,
+        416: outcome("the Range cannot be served", Content_Range="bytes */<size>"),
+    },
+    description="IHE MHD ITI-68, DMP TD3.2; byte ranges (RFC 9110 §14).",
+    extra=(FORMAT_JSON,),
+    headers=(
+        Header("Range", "bytes=<first>-<last>: a part of the content"),
+        Header("If-Range", "the ETag the Range holds for"),
+        Header("If-None-Match", "ETags already held (304 if one matches)"),
+    ),
+    negotiates=False,
+)

@@ -21,6 +21,7 @@ from carnet.fhir.capability import LIST_SEARCH
 from carnet.fhir.context import NOT_FOUND, base_url, core_of, scope_of
 from carnet.fhir.docref_resource import with_entry_uuid
 from carnet.fhir.errors import NotFound
+from carnet.fhir.openapi import PAGING, Operation, resource
 from carnet.fhir.search_params import (
     check_known,
     count,
@@ -104,3 +105,17 @@ async def read_list(request: Request) -> Response:
     if not sets:
         raise NotFound(NOT_FOUND)
     return fhir_response(render_list(sets[0]))
+
+
+SEARCH = Operation(
+    "Find Document Lists (ITI-66)",
+    {200: resource("Bundle", "a searchset Bundle of Lists")},
+    description="IHE MHD ITI-66: a patient's submission sets, each with the documents the "
+    "caller may read.",
+    search=LIST_SEARCH,
+    extra=PAGING,
+)
+READ = Operation(
+    "Read a List (a submission set)",
+    {200: resource("List", "the List, with the documents the caller may read"), 404: None},
+)

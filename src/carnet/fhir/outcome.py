@@ -5,6 +5,7 @@ http://hl7.org/fhir/R4/operationoutcome.html
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -14,13 +15,26 @@ from carnet.fhir.errors import FhirError
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
+_NOT_IN_STRING = re.compile(r"[^ \r\n\t\S]")
+
+
+def fhir_string(text: str) -> str:
+    """``text`` as a FHIR string may carry it (http://hl7.org/fhir/R4/datatypes.html#string,
+    pattern ``[ \\r\\n\\t\\S]+``): any other whitespace or control character a client
+    sent (a search parameter's name echoed back) is written as a ``\\uXXXX`` escape."""
+    return _NOT_IN_STRING.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
 
 def operation_outcome(
     severity: str, code: str, diagnostics: str, expression: str | None = None
 ) -> dict[str, Any]:
-    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    issue: dict[str, Any] = {
+        "severity": severity,
+        "code": code,
+        "diagnostics": fhir_string(diagnostics) or code,
+    }
     if expression:
-        issue["expression"] = [expression]
+        issue["expression"] = [fhir_string(expression)]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 

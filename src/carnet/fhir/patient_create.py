@@ -15,6 +15,7 @@ from starlette.responses import Response
 from carnet.domain.records import PatientInput
 from carnet.fhir import extensions as X
 from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.openapi import ETAG, LOCATION, Operation, body, outcome, resource
 from carnet.fhir.outcome import operation_outcome
 from carnet.fhir.patient_resource import identity_from_patient, patient_input, render_patient
 from carnet.fhir.validation import validate
@@ -60,3 +61,19 @@ async def create_patient(request: Request) -> Response:
         status=201,
         headers={"Location": location, "ETag": etag(record.version_id)},
     )
+
+
+CREATE = Operation(
+    "Open a record (create a Patient), or record or withdraw an objection to it",
+    {
+        201: resource("Patient", "the record opened", Location=LOCATION, ETag=ETAG),
+        200: outcome("an objection recorded or withdrawn: no record is opened"),
+        400: None,
+        409: None,
+        413: None,
+        422: None,
+    },
+    description="DMP TD1.1. The Patient follows FR Core Patient INS; the patient's consent is "
+    "the request itself.",
+    body=body("Patient"),
+)

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.fhir.context import scope_of
+from carnet.fhir.openapi import Operation, resource
 from carnet.fhir.patient_resource import render_tombstone
 from carnet.fhir.wire import fhir_response
 
@@ -16,3 +17,11 @@ async def destroy_patient(request: Request) -> Response:
     scope = await scope_of(request)
     tomb = await scope.lifecycle.destroy(request.path_params["id"])
     return fhir_response(render_tombstone(tomb))
+
+
+DESTROY = Operation(
+    "Destroy a record (delete Patient)",
+    {200: resource("Patient", "the tombstone (state destroyed)"), 404: None, 409: None, 410: None},
+    description="dmp.md §2: on the patient's request; irreversible (the record's key is "
+    "destroyed).",
+)

@@ -12,6 +12,7 @@ from carnet.domain.search import DocumentCriteria
 from carnet.fhir.bundles import searchset
 from carnet.fhir.context import base_url, scope_of
 from carnet.fhir.docref_resource import render_docref
+from carnet.fhir.openapi import Operation, resource
 from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.wire import fhir_response
 
@@ -42,3 +43,13 @@ async def everything(request: Request) -> Response:
             matches=matches,
         )
     )
+
+
+EVERYTHING = Operation(
+    "Everything of a record the caller may read (Patient $everything)",
+    {
+        200: resource("Bundle", "a searchset Bundle: the Patient and its documents"),
+        404: None,
+        410: None,
+    },
+)

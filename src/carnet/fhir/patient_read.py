@@ -10,6 +10,7 @@ from carnet.domain.clock import iso
 from carnet.fhir.bundles import history
 from carnet.fhir.context import base_url, scope_of
 from carnet.fhir.errors import NotFound
+from carnet.fhir.openapi import ETAG, Operation, resource
 from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.wire import etag, fhir_response
 
@@ -49,3 +50,29 @@ async def patient_history(request: Request) -> Response:
         for v in versions
     ]
     return fhir_response(history(f"{base}/Patient/{rid}/_history", entries))
+
+
+READ = Operation(
+    "Read a record's Patient",
+    {
+        200: resource(
+            "Patient", "the Patient", ETag=ETAG, Last_Modified="when this version was made"
+        ),
+        404: None,
+        410: None,
+    },
+)
+VREAD = Operation(
+    "Read a version of a record's Patient (vread)",
+    {
+        200: resource(
+            "Patient", "that version", ETag=ETAG, Last_Modified="when this version was made"
+        ),
+        404: None,
+        410: None,
+    },
+)
+HISTORY = Operation(
+    "The versions of a record's Patient (history)",
+    {200: resource("Bundle", "a history Bundle"), 404: None, 410: None},
+)

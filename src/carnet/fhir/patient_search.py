@@ -11,18 +11,18 @@ from starlette.responses import Response
 
 from carnet.domain.records import RecordCriteria
 from carnet.fhir.bundles import page_url, searchset
+from carnet.fhir.capability import PATIENT_SEARCH
 from carnet.fhir.context import base_url, core_of, scope_of
+from carnet.fhir.openapi import COUNT, Operation, resource
 from carnet.fhir.patient_resource import render_patient, status_only
 from carnet.fhir.search_params import check_known, count, dates, tokens
 from carnet.fhir.wire import fhir_response
-
-KNOWN = {"identifier", "family", "given", "birthdate", "_id"}
 
 
 async def search_patient(request: Request) -> Response:
     scope = await scope_of(request)
     params = request.query_params
-    check_known(params, KNOWN, "Patient")
+    check_known(params, set(PATIENT_SEARCH), "Patient")
     limits = core_of(request).limits
     count(params, limits.page_size_default, limits.page_size_max)
     identifiers = [(t.system, t.code) for group in tokens(params, "identifier") for t in group]
@@ -31,7 +31,7 @@ async def search_patient(request: Request) -> Response:
         family=params.getlist("family"),
         given=params.getlist("given"),
         birthdate=dates(params, "birthdate"),
-        ids=[i for v in params.getlist("_id") for i in v.split(",")],
+        ids=[t.code for group in tokens(params, "_id") for t in group],
     )
     views = await scope.records.search(criteria)
     base = base_url(request)
@@ -51,3 +51,12 @@ async def search_patient(request: Request) -> Response:
             matches=matches,
         )
     )
+
+
+SEARCH = Operation(
+    "Find a record (search Patient)",
+    {200: resource("Bundle", "a searchset Bundle of Patients")},
+    description="DMP TD0.2. Naming a record one may not read answers its state only.",
+    search=PATIENT_SEARCH,
+    extra=(COUNT,),
+)

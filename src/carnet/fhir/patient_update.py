@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from carnet.fhir.context import scope_of, settings_of
 from carnet.fhir.errors import InvalidInput
+from carnet.fhir.openapi import ETAG, IF_MATCH, Operation, body, resource
 from carnet.fhir.patient_resource import patient_input, render_patient
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
@@ -30,3 +31,21 @@ async def update_patient(request: Request) -> Response:
         parse_if_match(request.headers.get("if-match")),
     )
     return fhir_response(render_patient(record), headers={"ETag": etag(record.version_id)})
+
+
+UPDATE = Operation(
+    "Update a record's Patient",
+    {
+        200: resource("Patient", "the Patient as updated", ETag=ETAG),
+        400: None,
+        404: None,
+        409: None,
+        410: None,
+        412: None,
+        413: None,
+        422: None,
+    },
+    description="DMP TD1.2; version-aware with If-Match.",
+    headers=(IF_MATCH,),
+    body=body("Patient"),
+)

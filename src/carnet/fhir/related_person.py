@@ -13,8 +13,10 @@ from carnet.domain.clock import iso
 from carnet.domain.ins import find_ins, parse_ins
 from carnet.domain.representatives import LEGAL_ROLES, Representative, RepresentativeInput
 from carnet.fhir.bundles import page_url, searchset
+from carnet.fhir.capability import RELATED_PERSON_SEARCH
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
+from carnet.fhir.openapi import LOCATION, Operation, Reply, body, resource
 from carnet.fhir.search_params import check_known, references
 from carnet.fhir.wire import fhir_response, read_resource
 
@@ -85,7 +87,7 @@ async def create_related_person(request: Request) -> Response:
 async def search_related_person(request: Request) -> Response:
     scope = await scope_of(request)
     p = request.query_params
-    check_known(p, {"patient"}, "RelatedPerson")
+    check_known(p, set(RELATED_PERSON_SEARCH), "RelatedPerson")
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     if not ids:
         raise InvalidInput("RelatedPerson search needs patient", expression="patient")
@@ -105,3 +107,26 @@ async def delete_related_person(request: Request) -> Response:
     scope = await scope_of(request)
     await scope.representatives.remove(request.path_params["id"])
     return Response(status_code=204)
+
+
+CREATE = Operation(
+    "Name a legal representative (create RelatedPerson)",
+    {
+        201: resource("RelatedPerson", "the representative named", Location=LOCATION),
+        400: None,
+        404: None,
+        409: None,
+        413: None,
+        422: None,
+    },
+    body=body("RelatedPerson"),
+)
+SEARCH = Operation(
+    "A record's legal representatives (search RelatedPerson)",
+    {200: resource("Bundle", "a searchset Bundle of RelatedPersons"), 404: None},
+    search=RELATED_PERSON_SEARCH,
+)
+DELETE = Operation(
+    "Remove a legal representative (delete RelatedPerson)",
+    {204: Reply("removed"), 404: None},
+)

@@ -45,6 +45,12 @@ def _definitions() -> dict[str, Any]:
     return schema
 
 
+def fhir_definitions() -> dict[str, Any]:
+    """The FHIR R4 definitions carnet keeps (what the API's description publishes too)."""
+    definitions: dict[str, Any] = _definitions()["definitions"]
+    return definitions
+
+
 @cache
 def _compiled(resource_type: str) -> Any:
     schema = _definitions()
