@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from carnet import __version__
 from carnet.fhir.context import base_url
-from carnet.fhir.wire import fhir_response
+from carnet.fhir.wire import check_accept, fhir_response
 
 PATIENT_SEARCH = {
     "identifier": "token",
@@ -177,4 +177,5 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 
 async def metadata(request: Request) -> Response:
+    check_accept(request)  # served in JSON only: 406 to a client that accepts no JSON
     return fhir_response(capability_statement(base_url(request)))

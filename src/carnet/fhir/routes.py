@@ -9,6 +9,7 @@ from carnet.fhir import (
     binary_create,
     capability,
     consent,
+    docref_patch,
     docref_read,
     docref_search,
     docref_update,
@@ -46,6 +47,8 @@ def fhir_router() -> APIRouter:
     add("/DocumentReference", iti105.simplified_publish, methods=["POST"])
     add("/DocumentReference/{id}", docref_read.read_docref, methods=["GET"])
     add("/DocumentReference/{id}", docref_update.update_docref, methods=["PUT"])
+    add("/DocumentReference/{id}", docref_patch.patch_docref, methods=["PATCH"])
+    add("/DocumentReference", docref_patch.conditional_patch_docref, methods=["PATCH"])
     add("/DocumentReference/{id}/_history", docref_read.docref_history, methods=["GET"])
     add("/DocumentReference/{id}/_history/{vid}", docref_read.read_docref, methods=["GET"])
     add("/List", list_search.search_list, methods=["GET"])
