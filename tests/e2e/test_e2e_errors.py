@@ -510,10 +510,10 @@ def test_415_media_types(http: httpx.Client, factory: Factory, pro: Pro) -> None
             params={"_id": pid},
             headers={**pro.headers, "Accept": "application/fhir+xml"},
         ),
-        415,
+        406,
     )
     outcome(
-        http.get("/fhir/Patient", params={"_id": pid, "_format": "xml"}, headers=pro.headers), 415
+        http.get("/fhir/Patient", params={"_id": pid, "_format": "xml"}, headers=pro.headers), 406
     )
     assert (
         http.get(

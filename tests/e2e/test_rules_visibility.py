@@ -202,20 +202,23 @@ def test_patient_masks_and_unmasks(rules: Rules, world: World) -> None:
     assert rules.visible(w.reader, w.pid) == {w.plain, w.masked}
 
 
-def test_professionals_do_not_change_masque_ps(rules: Rules, world: World) -> None:
+def test_professionals_do_not_unmask_and_only_the_author_masks(rules: Rules, world: World) -> None:
+    """docs/access.md "Masking": the author masks (dmp.md §4, PDSm for DMP TD3.3a), only the
+    patient unmasks (CSP L1111-15)."""
     w = world
-    for who in (w.reader, w.author):
-        stored = w.stored(w.plain)
-        r = rules.relabel(who, stored, ["N", "MASQUE_PS"])
-        assert r.status_code in (403, 404), r.text
-        outcome(r, r.status_code)
-        stored = w.stored(w.masked)
-        r = rules.relabel(who, stored, ["N"])
-        assert r.status_code in (403, 404), r.text
-        outcome(r, r.status_code)
+    # the authorised reader: neither way (the masked document it may not see: as missing)
+    outcome(rules.relabel(w.reader, w.stored(w.plain), ["N", "MASQUE_PS"]), 403)
+    outcome(rules.relabel(w.reader, w.stored(w.masked), ["N"]), 404)
+    # the author: not the mask set at submission
+    outcome(rules.relabel(w.author, w.stored(w.masked), ["N"]), 403)
     assert w.stored(w.plain)["meta"]["versionId"] == "1"
     assert w.stored(w.masked)["meta"]["versionId"] == "1"
     assert rules.visible(w.reader, w.pid) == {w.plain}
+    # the author masks later, with the patient's agreement, and may not lift it again
+    r = rules.relabel(w.author, w.stored(w.plain), ["N", "MASQUE_PS"])
+    assert r.status_code == 200, r.text
+    assert rules.visible(w.reader, w.pid) == set()
+    outcome(rules.relabel(w.author, r.json(), ["N"]), 403)
 
 
 def test_patient_cannot_mask_someone_elses_document(rules: Rules, world: World) -> None:

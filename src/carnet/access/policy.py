@@ -31,9 +31,12 @@ Reading, in order (rule names as they appear in traces):
 Writing: anyone who may reach an active record adds documents to it (a blocked professional
 too; the patient only class ``90``); content uploaded before its metadata is attached only by
 whoever uploaded it; only the author replaces, deletes, archives or changes the ``INVISIBLE_*``
-flags of a document; the patient (or a representative) masks and unmasks (``MASQUE_PS``),
-manages consents, emergency consents, representatives, the médecin traitant, contact details and
-notification preferences (a professional changes identity traits only); the patient alone
+flags of a document; the patient (or a representative) masks and unmasks (``MASQUE_PS``), and
+the author masks their own document (with the patient's agreement, at submission or later:
+dmp.md §4, PDSm for DMP TD3.3a) but never lifts a mask (CSP L1111-15: making information
+inaccessible is the patient's right; docs/access.md "Masking"); the patient manages consents,
+emergency consents, representatives, the médecin traitant, contact details and notification
+preferences (a professional changes identity traits only); the patient alone
 closes, reopens and destroys the record. A professional may record the patient's consent
 to their own or another professional's access (TD0.3), never a block, and never lift one.
 A document whose uniqueId a stored document has is that document again only for whoever may read
@@ -379,6 +382,29 @@ def _author_changes(actor: Actor, record: RecordFacts, document: DocumentFacts |
     return _allow("document-author", "the author changes their document")
 
 
+def _author_masks(actor: Actor, record: RecordFacts, document: DocumentFacts | None) -> Decision:
+    """``MASQUE_PS`` set or lifted by a professional (``document.labels``: the labels before the
+    change, so a masked document is being unmasked). dmp.md §4: the flag is "set by the
+    patient, or by the author at submission with the patient's agreement"; the ANS guide PDSm
+    for DMP (TD3.3a) lets the professional's software mask a stored document too: the author
+    masks their own document, the patient's agreement being theirs to obtain as at submission.
+    Lifting a mask stays the patient's (CSP L1111-15: "certaines informations peuvent être
+    rendues inaccessibles par le titulaire"): carnet does not record who masked, and an
+    author's unmasking could undo the patient's own choice."""
+    if document is not None and MASKED in document.labels:
+        return _deny(
+            "patient-only", "only the patient (or a representative) lifts a mask (MASQUE_PS)"
+        )
+    if not _author_changes(actor, record, document):
+        return _deny(
+            "patient-only",
+            "only the patient, or the document's author with the patient's agreement, masks it",
+        )
+    if document is not None and document.status != DocumentStatus.CURRENT:
+        return _deny("document-author", "only a current document is masked")
+    return _allow("document-author", "the author masks their document with the patient's agreement")
+
+
 # -- 5 to 8: professionals ---------------------------------------------------------------------
 
 
@@ -418,7 +444,9 @@ def _professional(
             "patient-only",
             "only the patient (or a representative) changes contact details and notifications",
         )
-    if action in (Action.DOCUMENT_MASK, Action.RECORD_DESIGNATE) or action in _LIFECYCLE:
+    if action is Action.DOCUMENT_MASK:
+        return _author_masks(actor, record, document)
+    if action is Action.RECORD_DESIGNATE or action in _LIFECYCLE:
         return _deny("patient-only", "only the patient does this")
     if action in _PATIENT_MANAGES and action is not Action.RECORD_UPDATE:
         return _deny("patient-only", "only the patient does this")

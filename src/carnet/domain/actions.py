@@ -31,7 +31,7 @@ class Action(StrEnum):
     DOCUMENT_READ = "document.read"  # metadata, history and content
     DOCUMENT_REPLACE = "document.replace"  # RPLC: the replaced one becomes superseded
     DOCUMENT_UPDATE = "document.update"  # status, archive, INVISIBLE_* flags: the author
-    DOCUMENT_MASK = "document.mask"  # MASQUE_PS on or off: the patient
+    DOCUMENT_MASK = "document.mask"  # MASQUE_PS on or off: the patient; on: the author too
     LIST_SEARCH = "list.search"  # submission sets
     BINARY_CREATE = "binary.create"  # content uploaded before its metadata
     BINARY_ATTACH = "binary.attach"  # a document names content uploaded before

@@ -23,7 +23,7 @@ from carnet import __version__
 from carnet.fhir.context import base_url
 from carnet.fhir.openapi import Operation, resource
 from carnet.fhir.search_spec import FHIR_SP, MHD_SP, PDSM_SP, SearchParam, table
-from carnet.fhir.wire import fhir_response
+from carnet.fhir.wire import check_accept, fhir_response
 
 S = SearchParam
 
@@ -365,6 +365,7 @@ def capability_statement(base: str, routes: Iterable[BaseRoute]) -> dict[str, An
 
 
 async def metadata(request: Request) -> Response:
+    check_accept(request)  # served in JSON only: 406 to a client that accepts no JSON
     routes: tuple[BaseRoute, ...] = request.app.state.fhir_routes
     return fhir_response(capability_statement(base_url(request), routes))
 
@@ -374,5 +375,4 @@ METADATA = Operation(
     {200: resource("CapabilityStatement", "what this server does")},
     description="Public: no token needed. Drawn from the registered routes and search tables.",
     public=True,
-    negotiates=False,
 )

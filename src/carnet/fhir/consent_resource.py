@@ -45,6 +45,24 @@ SCOPE = {
 CATEGORY = [
     {"coding": [{"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}]}
 ]
+ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+POLICY_RULES = {
+    "permit": {"coding": [{"system": ACT_CODE, "code": "OPTIN", "display": "opt-in"}]},
+    "deny": {"coding": [{"system": ACT_CODE, "code": "OPTOUT", "display": "opt-out"}]},
+}
+"""R4 Consent needs a policy or a policyRule (invariant ppc-1): the patient's decision, as the
+R4 examples give it (v3-ActCode OPTIN / OPTOUT)."""
+ACTOR_ROLE = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+            "code": "PRCP",
+            "display": "primary information recipient",
+        }
+    ]
+}
+"""R4 ``Consent.provision.actor.role`` (1..1): the professional or care team a decision is
+about receives (or is denied) the record's information."""
 
 
 def parse_consent(resource: dict[str, Any], patient: PatientRef) -> ConsentInput:
@@ -171,12 +189,29 @@ def _stored(c: StoredConsent) -> dict[str, Any]:
         "lastUpdated": last_updated,
     }
     out["status"] = c.status.value
-    out.setdefault("scope", SCOPE)
-    out.setdefault("category", CATEGORY)
+    _r4_required(out, c.decision.value)
     out["patient"] = {"reference": f"Patient/{c.record_id}"}
     out.setdefault("dateTime", iso(c.created_at))
     out["performer"] = [{"identifier": _actor_identifier(c.recorded_by)}]
     return out
+
+
+def _r4_required(out: dict[str, Any], decision: str) -> None:
+    """What FHIR R4 requires of a Consent and a client may have left out: ``scope`` (1..1),
+    ``category`` (1..*), a ``policy`` or ``policyRule`` (ppc-1), each ``provision.actor``'s
+    ``role`` (1..1)."""
+    if not out.get("scope"):
+        out["scope"] = SCOPE
+    if not out.get("category"):
+        out["category"] = CATEGORY
+    if not out.get("policy") and not out.get("policyRule"):
+        out["policyRule"] = POLICY_RULES[decision]
+    provision = out.get("provision")
+    if isinstance(provision, dict) and provision.get("actor"):
+        provision["actor"] = [
+            {"role": ACTOR_ROLE, **a} if isinstance(a, dict) and not a.get("role") else a
+            for a in provision["actor"]
+        ]
 
 
 def _emergency(v: EmergencyConsentView) -> dict[str, Any]:
@@ -193,6 +228,7 @@ def _emergency(v: EmergencyConsentView) -> dict[str, Any]:
         "category": CATEGORY,
         "patient": {"reference": f"Patient/{v.record_id}"},
         "dateTime": last_updated,
+        "policyRule": POLICY_RULES["permit" if v.allowed else "deny"],
         "provision": {
             "type": "permit" if v.allowed else "deny",
             "purpose": [{"system": system, "code": purpose}],

@@ -13,7 +13,7 @@ from carnet.fhir.context import base_url, scope_of
 from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.openapi import ETAG, Operation, resource
 from carnet.fhir.patient_read import _version
-from carnet.fhir.wire import etag, fhir_response
+from carnet.fhir.wire import etag, fhir_response, http_date
 
 
 async def read_docref(request: Request) -> Response:
@@ -24,7 +24,7 @@ async def read_docref(request: Request) -> Response:
     )
     return fhir_response(
         render_docref(doc, base_url(request)),
-        headers={"ETag": etag(doc.version_id), "Last-Modified": iso(doc.last_updated)},
+        headers={"ETag": etag(doc.version_id), "Last-Modified": http_date(doc.last_updated)},
     )
 
 

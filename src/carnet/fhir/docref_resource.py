@@ -33,7 +33,8 @@ from carnet.fhir import extensions as X
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 
 FHIR_JSON = "application/fhir+json"
-ARCHIVED = f"{X.CARNET}/dmp-archived"
+ARCHIVE_URLS = (X.PDSM_IS_ARCHIVED, X.DMP_ARCHIVED)
+"""The archive flag: PDSm's extension, and carnet's earlier ``dmp-archived`` as its alias."""
 
 
 def parse_datetime(value: object, where: str) -> datetime | None:
@@ -249,16 +250,31 @@ def visibility_labels(codes: list[str]) -> list[str]:
     return [c for c in codes if c in VISIBILITY_CODES]
 
 
-def archived_of(resource: dict[str, Any]) -> bool:
-    ext = X.find_extension(resource.get("extension"), ARCHIVED)
-    return ext is not None and ext.get("valueBoolean") is True
+def archived_of(resource: dict[str, Any], stored: bool = False) -> bool:
+    """The archive flag a client's resource asks for, the document being ``stored`` archived or
+    not: none of the archive extensions (PDSm's or its alias ``dmp-archived``) is not archived;
+    one whose value differs from the stored flag changes it (a client that changed one of the
+    two a read served it, by PUT or PATCH, changed the flag); otherwise it stays."""
+    values = []
+    for n, ext in enumerate(resource.get("extension") or []):
+        if isinstance(ext, dict) and ext.get("url") in ARCHIVE_URLS:
+            value = ext.get("valueBoolean")
+            if not isinstance(value, bool):
+                raise InvalidInput(
+                    f"the archive extension {ext.get('url')} carries a valueBoolean",
+                    expression=f"DocumentReference.extension[{n}]",
+                )
+            values.append(value)
+    if not values:
+        return False
+    return not stored if any(v != stored for v in values) else stored
 
 
 def other_extensions(resource: dict[str, Any]) -> list[Any]:
     return [
         e
         for e in resource.get("extension") or []
-        if not (isinstance(e, dict) and e.get("url") == ARCHIVED)
+        if not (isinstance(e, dict) and e.get("url") in ARCHIVE_URLS)
     ]
 
 
@@ -404,17 +420,18 @@ def render_docref(doc: StoredDocument, base: str) -> bytes:
     kept = [label for label in out.get("securityLabel") or [] if code_of(label) in doc.labels]
     have = {code_of(label) for label in kept}
     kept += [_label(code) for code in sorted(doc.labels - have)]
+    # visibility codes first: the ANS PDSm for DMP guide (TD3.3a, TD3.3b) masks and unmasks by
+    # replacing /securityLabel/0 (to MASQUE_PS or INVISIBLE_PATIENT, back to N)
+    kept.sort(key=lambda label: code_of(label) not in VISIBILITY_CODES)
     if kept:
         out["securityLabel"] = kept
     else:
         out.pop("securityLabel", None)
     exts = other_extensions(out)
-    if doc.archived:
-        exts.append({"url": ARCHIVED, "valueBoolean": True})
-    if exts:
-        out["extension"] = exts
-    else:
-        out.pop("extension", None)
+    exts.append({"url": X.PDSM_IS_ARCHIVED, "valueBoolean": doc.archived})
+    if doc.archived:  # carnet's earlier extension, for the clients that read it
+        exts.append({"url": X.DMP_ARCHIVED, "valueBoolean": True})
+    out["extension"] = exts
     out["subject"] = {"reference": f"Patient/{doc.record_id}"}
     if doc.entry_uuid:
         out["identifier"] = with_entry_uuid(out.get("identifier"), doc.entry_uuid)

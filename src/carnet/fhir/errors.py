@@ -71,6 +71,14 @@ class UnsupportedMediaType(FhirError):
     code = "not-supported"
 
 
+class NotAcceptable(FhirError):
+    """No representation the client accepts (Accept, ``_format``) can be served (RFC 9110
+    §15.5.7): carnet answers FHIR JSON only."""
+
+    status = 406
+    code = "not-supported"
+
+
 class MethodNotAllowed(FhirError):
     status = 405
     code = "not-supported"

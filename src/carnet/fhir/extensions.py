@@ -20,6 +20,13 @@ CREATION_OBJECTION_WITHDRAWN = f"{CARNET}/dmp-creation-objection-withdrawn"
 PROFESSIONAL_ACCESS = f"{CARNET}/dmp-professional-access"
 NOTIFICATION_PREFERENCES = f"{CARNET}/dmp-notification-preferences"
 
+# ANS PDSm (https://interop.esante.gouv.fr/ig/fhir/pdsm): the archive flag of a DocumentReference
+# (or a List), PDSm_IsArchived; carnet's earlier ``dmp-archived`` is accepted as its alias
+PDSM_IS_ARCHIVED = (
+    "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived"
+)
+DMP_ARCHIVED = f"{CARNET}/dmp-archived"
+
 # IHE MHD
 MHD_SOURCE_ID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourceId"
 MHD_SOURCE_PATIENT_ID = "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-sourcePatientId"

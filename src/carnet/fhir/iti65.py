@@ -9,7 +9,10 @@ the bundle or documents already stored for the patient; a Folder whose uniqueId 
 already adds its entries to that folder (XDS only adds to a folder). It is stored all or
 nothing. A DocumentReference whose ``relatesTo`` says ``replaces`` supersedes the
 target (XDS RPLC); a PATCH entry that sets that same target's status to ``superseded`` (as the
-PDSm replacement example carries) is accepted as redundant, any other PATCH is refused.
+PDSm replacement example carries as a FHIRPath Patch in a Parameters, or a JSON Patch in a
+Binary, FHIR R4 http.html#transaction, read by docref_patch.operations) is accepted as
+redundant: the replacement supersedes its target in the same all-or-nothing write, which a
+separate PATCH could not be part of. Any other PATCH is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from carnet.domain.content import ContentSource, InlineContent, UploadedContent
 from carnet.domain.documents import NewDocument, Published, Submission
 from carnet.domain.errors import CoreError
 from carnet.fhir.context import base_url, scope_of, settings_of
+from carnet.fhir.docref_patch import operations, supersedes
 from carnet.fhir.docref_resource import entry_from_docref, publishable
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity, from_core
 from carnet.fhir.openapi import Operation, body, resource
@@ -37,7 +41,7 @@ from carnet.fhir.submission import (
     subject_ref,
     submission_set_from_list,
 )
-from carnet.fhir.wire import etag, fhir_response, read_valid_resource
+from carnet.fhir.wire import JSON_PATCH, etag, fhir_response, media_type, read_valid_resource
 
 
 @dataclass(slots=True)
@@ -55,24 +59,38 @@ def _patch_target(entry: dict[str, Any], index: int) -> str:
     url = str(request.get("url") or "")
     resource = entry.get("resource") or {}
     where = f"Bundle.entry[{index}]"
-    if resource.get("resourceType") != "Parameters" or not url.startswith("DocumentReference/"):
+    rtype = resource.get("resourceType")
+    json_patch = rtype == "Binary" and media_type(resource.get("contentType")) == JSON_PATCH
+    if (rtype != "Parameters" and not json_patch) or not url.startswith("DocumentReference/"):
         raise UnprocessableEntity(
-            f"{where}: only a FHIRPath Patch (Parameters) of a DocumentReference is accepted",
+            f"{where}: only a FHIRPath Patch (Parameters) or a JSON Patch (Binary, "
+            f"{JSON_PATCH}) of a DocumentReference is accepted",
             expression=where,
         )
-    ops = resource.get("parameter") or []
-    for op in ops:
-        parts = {p.get("name"): p for p in op.get("part") or [] if isinstance(p, dict)}
-        if (
-            parts.get("type", {}).get("valueCode") != "replace"
-            or parts.get("path", {}).get("valueString") != "DocumentReference.status"
-            or parts.get("value", {}).get("valueCode") != "superseded"
-        ):
-            raise UnprocessableEntity(
-                f"{where}: the only PATCH accepted in ITI-65 sets DocumentReference.status to "
-                "superseded, next to the DocumentReference that replaces it",
-                expression=where,
+    if json_patch:
+        data = decode_data(resource.get("data"), f"{where}.resource.data")
+        try:
+            patch = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"{where}.resource.data is not JSON: {exc}", expression=f"{where}.resource.data"
+            ) from None
+        redundant = supersedes(operations(patch, where))
+    else:
+        redundant = True
+        for op in resource.get("parameter") or []:
+            parts = {p.get("name"): p for p in op.get("part") or [] if isinstance(p, dict)}
+            redundant = redundant and (
+                parts.get("type", {}).get("valueCode") == "replace"
+                and parts.get("path", {}).get("valueString") == "DocumentReference.status"
+                and parts.get("value", {}).get("valueCode") == "superseded"
             )
+    if not redundant:
+        raise UnprocessableEntity(
+            f"{where}: the only PATCH accepted in ITI-65 sets DocumentReference.status to "
+            "superseded, next to the DocumentReference that replaces it",
+            expression=where,
+        )
     return url.split("/", 1)[1].split("/", 1)[0]
 
 

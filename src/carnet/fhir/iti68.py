@@ -1,7 +1,13 @@
 """GET /fhir/Binary/{id}: IHE MHD ITI-68 Retrieve Document (https://profiles.ihe.net/ITI/MHD/ITI-68.html;
 DMP TD3.2). The content is streamed as stored, with its own Content-Type and an ETag (its
 SHA-256); byte ranges (RFC 9110 §14) are served by decrypting only the chunks they touch.
-A client asking for FHIR JSON gets a Binary resource instead (FHIR R4 Binary read)."""
+
+A client asking for FHIR JSON gets a Binary resource instead, its ``data`` the base64 content
+(FHIR R4 http.html#binary: "the server SHALL return a Binary resource" when the Accept header
+names a FHIR type): ``_format=json`` (which overrides Accept), or an Accept whose best match
+(q-values honoured, RFC 9110 §12.5.1) is ``application/fhir+json`` or ``application/json``
+rather than the content's own type. A client that accepts only FHIR XML, or names another
+``_format``, gets 406. Both representations carry the security headers and ``Vary: Accept``."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from carnet.access.scope import ContentStream
 from carnet.fhir.context import scope_of
+from carnet.fhir.errors import NotAcceptable
 from carnet.fhir.openapi import (
     ANY,
     FHIR_JSON,
@@ -25,7 +32,7 @@ from carnet.fhir.openapi import (
 )
 from carnet.fhir.outcome import outcome_response
 from carnet.fhir.search_spec import SearchParam
-from carnet.fhir.wire import fhir_response
+from carnet.fhir.wire import JSON_TYPES, best_of, fhir_response, format_asked, only_fhir_xml
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 WHOLE = 1024 * 1024
@@ -61,13 +68,42 @@ def _none_match(header: str | None, tag: str) -> bool:
     return any(t.strip().removeprefix("W/") == tag for t in header.split(","))
 
 
+def _wants_resource(request: Request, content_type: str) -> bool:
+    """Whether to serve the Binary resource (FHIR JSON) rather than the raw content."""
+    if format_asked(request) is not None:  # a JSON _format (406 otherwise, checked before)
+        return True
+    accept = request.headers.get("accept")
+    if not accept:
+        return False
+    raw = content_type.split(";", 1)[0].strip().lower()
+    offered = [t for t in JSON_TYPES if t != raw] + [raw]  # the content wins a tie
+    best = best_of(offered, accept)
+    return best is not None and best != raw
+
+
 async def retrieve(request: Request) -> Response:
+    # what cannot be served is refused before the content is read (and its read traced)
+    format_asked(request)
+    if only_fhir_xml(request.headers.get("accept")):
+        raise NotAcceptable(
+            f"Accept {request.headers.get('accept')!r} cannot be served: the Binary resource "
+            "is served as FHIR JSON (application/fhir+json), or the content as it is"
+        )
     scope = await scope_of(request)
     content = await scope.documents.content(request.path_params["id"])
     size = content.size
     tag = f'"{content.info.etag}"'
-    accept = request.headers.get("accept", "")
-    if "application/fhir+json" in accept or request.query_params.get("_format") == "json":
+    if _wants_resource(request, content.info.content_type):
+        # the same content, another representation: its validator is weak (RFC 9110 §8.8.1)
+        weak = f"W/{tag}"
+        headers = {
+            "ETag": weak,
+            "Vary": "Accept",
+            "Cache-Control": "private, no-store",
+            **SAFE_HEADERS,
+        }
+        if _none_match(request.headers.get("if-none-match"), tag):
+            return Response(status_code=304, headers=headers)
         data = await content.read_all()
         return fhir_response(
             {
@@ -76,12 +112,13 @@ async def retrieve(request: Request) -> Response:
                 "contentType": content.info.content_type,
                 "data": base64.b64encode(data).decode(),
             },
-            headers={"ETag": tag, **SAFE_HEADERS},
+            headers=headers,
         )
     if _none_match(request.headers.get("if-none-match"), tag):
-        return Response(status_code=304, headers={"ETag": tag, **SAFE_HEADERS})
+        return Response(status_code=304, headers={"ETag": tag, "Vary": "Accept", **SAFE_HEADERS})
     headers = {
         "ETag": tag,
+        "Vary": "Accept",
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-store",
         **content_headers(content.info.content_type, request.path_params["id"]),

@@ -6,9 +6,10 @@ and every status it answers with its media type and schema; the schemas are HL7'
 schema (the subset of carnet/data/fhir-r4.schema.json), published under
 ``components/schemas`` by :func:`add_components`.
 
-The statuses every authenticated operation may answer (401, 403, 415 for an Accept or a
-``_format`` that is not FHIR JSON, 503) are added by the builder; a search's parameters come
-from its search table (capability.py), so that what is described is what is parsed.
+The statuses every authenticated operation may answer (401, 403, 406 for an Accept or a
+``_format`` that is not FHIR JSON, 415 for a body of another media type, 503) are added by the
+builder; a search's parameters come from its search table (capability.py), so that what is
+described is what is parsed.
 """
 
 from __future__ import annotations
@@ -122,9 +123,8 @@ ERRORS: dict[int, Reply] = {
         "more than one resource"
     ),
     413: outcome("the body exceeds CARNET_MAX_UPLOAD_BYTES"),
-    415: outcome(
-        "a Content-Type, Accept or _format that carnet does not speak (it speaks FHIR JSON)"
-    ),
+    406: outcome("an Accept or _format that carnet cannot serve (it serves FHIR JSON only)"),
+    415: outcome("a Content-Type that carnet does not read for this operation"),
     422: outcome("parses, but breaks a rule of the profile or of the DMP (dmp.md)"),
     503: outcome("the server is busy: retry", Retry_After="seconds to wait"),
 }
@@ -137,7 +137,7 @@ FORMAT = SearchParam(
     "_format",
     "special",
     "http://hl7.org/fhir/R4/http.html#parameters",
-    "json, application/fhir+json or application/json: carnet speaks FHIR JSON only (415 otherwise)",
+    "json, application/fhir+json or application/json: carnet speaks FHIR JSON only (406 otherwise)",
 )
 
 
@@ -226,7 +226,7 @@ class Operation:
     ``responses``: the statuses particular to it (error statuses by number take their meaning
     from :data:`ERRORS`); ``search``: its search table; ``extra``: other query parameters;
     ``body``: its request body's media types and schemas; ``public``: no token needed;
-    ``negotiates``: it refuses an Accept or ``_format`` other than FHIR JSON (415)."""
+    ``negotiates``: it refuses an Accept or ``_format`` other than FHIR JSON (406)."""
 
     summary: str
     responses: Mapping[int, Reply | None]
@@ -247,6 +247,8 @@ class Operation:
         if not self.public:
             statuses |= set(COMMON)
         if self.negotiates:
+            statuses.add(406)
+        if self.body:
             statuses.add(415)
         if self.search is not None:
             statuses.add(400)

@@ -12,7 +12,7 @@ from carnet.fhir.context import base_url, scope_of
 from carnet.fhir.errors import NotFound
 from carnet.fhir.openapi import ETAG, Operation, resource
 from carnet.fhir.patient_resource import render_patient
-from carnet.fhir.wire import etag, fhir_response
+from carnet.fhir.wire import etag, fhir_response, http_date
 
 
 def _version(raw: str) -> int:
@@ -31,7 +31,7 @@ async def read_patient(request: Request) -> Response:
     )
     return fhir_response(
         render_patient(record),
-        headers={"ETag": etag(record.version_id), "Last-Modified": iso(record.last_updated)},
+        headers={"ETag": etag(record.version_id), "Last-Modified": http_date(record.last_updated)},
     )
 
 

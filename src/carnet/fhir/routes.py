@@ -14,6 +14,7 @@ from carnet.fhir import (
     bundle_read,
     capability,
     consent,
+    docref_patch,
     docref_read,
     docref_search,
     docref_update,
@@ -72,6 +73,13 @@ def fhir_router() -> APIRouter:
     add("/DocumentReference", iti105.simplified_publish, "POST", iti105.PUBLISH)
     add("/DocumentReference/{id}", docref_read.read_docref, "GET", docref_read.READ)
     add("/DocumentReference/{id}", docref_update.update_docref, "PUT", docref_update.UPDATE)
+    add("/DocumentReference/{id}", docref_patch.patch_docref, "PATCH", docref_patch.PATCH)
+    add(
+        "/DocumentReference",
+        docref_patch.conditional_patch_docref,
+        "PATCH",
+        docref_patch.CONDITIONAL_PATCH,
+    )
     add(
         "/DocumentReference/{id}/_history",
         docref_read.docref_history,

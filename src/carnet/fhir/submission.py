@@ -67,11 +67,21 @@ def subject_ref(ref: object, where: str, *, allow_test: bool) -> PatientRef:
     raise UnprocessableEntity(f"{where} names no patient", expression=where)
 
 
+_WHITESPACE = str.maketrans("", "", " \t\r\n\f\v")
+
+
 def decode_data(data: object, where: str) -> bytes:
+    """A base64Binary (FHIR R4 datatypes.html#base64Binary, whose pattern allows whitespace):
+    MIME line breaks (RFC 2045 §6.8) and other ASCII whitespace are ignored; any other
+    character than the base64 alphabet is refused."""
     if not isinstance(data, str):
         raise InvalidInput(f"{where} must be base64 text", expression=where)
     try:
         return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return base64.b64decode(data.translate(_WHITESPACE), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput(f"{where} is not valid base64", expression=where) from None
 

@@ -1,45 +1,105 @@
 """Reading FHIR requests and writing FHIR responses (FHIR R4 §3.1.0.1 "Content Types and
 encodings"; http://hl7.org/fhir/R4/http.html#mime-type).
 
-Only JSON is served. Bodies are read with a size limit (413 past it), parsed once with orjson,
-and served back as stored bytes wherever possible.
+Only JSON is served. What a client accepts (``_format``, which overrides ``Accept``; then
+``Accept`` with its q-values, RFC 9110 §12.5.1, read with python-mimeparse) is checked before
+anything is read: a client that accepts no JSON (``_format=xml``, ``Accept:
+application/fhir+xml``) gets 406 Not Acceptable with an OperationOutcome, never JSON it did not
+ask for. A body of another media type than JSON is 415. Bodies are read with a size limit (413
+past it), parsed once with orjson, and served back as stored bytes wherever possible.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
+import mimeparse
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from carnet.fhir.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from carnet.fhir.errors import InvalidInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from carnet.fhir.outcome import FHIR_JSON
 
-JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+JSON_TYPES = ("application/json+fhir", "application/json", "application/fhir+json")
+"""The JSON media types, the preferred one last (python-mimeparse takes the last of equals)."""
+JSON_FORMATS = frozenset({"json", *JSON_TYPES})
+"""What ``_format`` may say (FHIR R4 http.html#mime: ``json`` or a JSON media type)."""
+FHIR_XML_TYPES = frozenset({"application/fhir+xml", "application/xml+fhir"})
+JSON_PATCH = "application/json-patch+json"
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def is_json_type(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    return content_type.split(";", 1)[0].strip().lower() in JSON_TYPES
+    return media_type(content_type) in JSON_TYPES
+
+
+def best_of(offered: list[str], accept: str) -> str | None:
+    """The best of ``offered`` for an Accept header (q-values and specificity honoured, the
+    last of equals preferred); None if none is acceptable or the header cannot be read."""
+    try:
+        best = mimeparse.best_match(offered, accept)
+    except ValueError:
+        return None
+    return best or None
+
+
+def format_asked(request: Request) -> str | None:
+    """``_format``, normalised; 406 unless it names JSON."""
+    fmt = request.query_params.get("_format")
+    if fmt is None:
+        return None
+    if media_type(fmt) not in JSON_FORMATS:
+        raise NotAcceptable(
+            f"_format={fmt!r} cannot be served: this server answers FHIR JSON only "
+            "(_format=json, application/fhir+json)"
+        )
+    return media_type(fmt)
 
 
 def check_accept(request: Request) -> None:
+    """A FHIR resource is served as JSON: refuse (406) a client that accepts no JSON."""
+    if format_asked(request) is not None:
+        return
     accept = request.headers.get("accept")
-    fmt = request.query_params.get("_format")
-    if fmt and fmt not in ("json", *JSON_TYPES):
-        raise UnsupportedMediaType(f"_format {fmt!r} is not supported: this server speaks JSON")
-    if not accept:
+    if not accept or best_of(list(JSON_TYPES), accept):
         return
-    kinds = [a.split(";", 1)[0].strip().lower() for a in accept.split(",")]
-    if any(k in (*JSON_TYPES, "*/*", "application/*") for k in kinds):
-        return
-    raise UnsupportedMediaType(
-        f"Accept {accept!r} cannot be served: this server answers application/fhir+json"
+    raise NotAcceptable(
+        f"Accept {accept!r} cannot be served: this server answers FHIR JSON only "
+        "(application/fhir+json)"
     )
+
+
+def only_fhir_xml(accept: str | None) -> bool:
+    """Whether an Accept header asks for FHIR XML and nothing else (q > 0)."""
+    if not accept:
+        return False
+    kinds = set()
+    for part in accept.split(","):
+        if not part.strip():
+            continue
+        try:
+            kind, sub, params = mimeparse.parse_media_range(part)
+            q = float(params.get("q", "1"))
+        except ValueError:
+            return False
+        if q > 0:
+            kinds.add(f"{kind}/{sub}".lower())
+    return bool(kinds) and kinds <= FHIR_XML_TYPES
+
+
+def http_date(moment: datetime) -> str:
+    """An HTTP date (RFC 9110 §5.6.7 IMF-fixdate, ``Sun, 06 Nov 1994 08:49:37 GMT``), for
+    ``Last-Modified``; a naive datetime is UTC, as carnet keeps them."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return format_datetime(aware, usegmt=True)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
