@@ -499,6 +499,41 @@ def test_conditional_patch_selects_one_readable_document(w: World, factory: Fact
     outcome(r, 412)
 
 
+def test_conditional_put_updates_the_one_readable_document(w: World) -> None:
+    """``PUT DocumentReference?identifier=…``: the same rules as PUT by id; a document the
+    caller may not read answers as a missing one (404), and nothing is created."""
+    uid = w.unique_id(w.plain)
+    stored = w.stored(w.plain)
+    archived = {
+        **stored,
+        "extension": [
+            {
+                "url": "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/"
+                "pdsm-ext-is-archived",
+                "valueBoolean": True,
+            }
+        ],
+    }
+
+    def cput(who: Any, body: dict[str, Any], identifier: str = uid) -> httpx.Response:
+        return w.http.put(
+            "/fhir/DocumentReference",
+            params={"identifier": identifier},
+            content=json.dumps(body),
+            headers={**who.headers, "Content-Type": "application/fhir+json"},
+        )
+
+    outsider = w.rules.pro()
+    refused = cput(outsider, archived)
+    missing = cput(outsider, archived, "urn:oid:1.2.250.1.999.404")
+    assert refused.status_code == missing.status_code == 404
+    assert refused.json() == missing.json()
+    r = cput(w.author, archived)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == w.plain and r.json()["meta"]["versionId"] == "2"
+    assert w.stored(w.plain)["meta"]["versionId"] == "2"
+
+
 # -- ITI-65: the superseding PATCH as a Binary JSON Patch ------------------------------------------
 
 

@@ -121,9 +121,14 @@ def test_capability_statement_validates_as_fhir() -> None:
             assert p["documentation"] and p["type"], p
         if any(i["code"] == "search-type" for i in r["interaction"]):
             assert [p["name"] for p in r["searchParam"]] == list(SEARCH[r["type"]]), r["type"]
-    # no PATCH route today: neither patch nor patchFormat is claimed
-    assert "patchFormat" not in cs
-    assert all(i["code"] != "patch" for r in resources.values() for i in r["interaction"])
+    # PATCH and the conditional update and patch of DocumentReference are declared
+    assert cs["patchFormat"] == ["application/json-patch+json"]
+    assert {"code": "patch"} in docref["interaction"]
+    assert docref["conditionalUpdate"] is True
+    assert docref["extension"][0]["url"].endswith("rest.resource.conditionalPatch")
+    # and nothing the routes do not serve
+    assert all(i["code"] != "patch" for i in resources["Patient"]["interaction"])
+    assert "conditionalUpdate" not in resources["Patient"]
 
 
 async def _handler(_request: Any) -> Any:  # pragma: no cover - never called
@@ -133,6 +138,16 @@ async def _handler(_request: Any) -> Any:  # pragma: no cover - never called
 def test_capability_statement_follows_the_routes() -> None:
     """Registering PATCH (and its conditional form) is enough to declare them."""
     router = fhir_router()
+    router.routes[:] = [
+        r
+        for r in router.routes
+        if "PATCH" not in getattr(r, "methods", ())
+        and not (
+            getattr(r, "path", "") == "/fhir/DocumentReference" and "PUT" in r.methods  # type: ignore[attr-defined]
+        )
+    ]
+    bare_cs = capability_statement("http://x/fhir", router.routes)
+    assert "patchFormat" not in bare_cs
     described = Operation("x", {200: resource("DocumentReference", "x")})
     extra = APIRouter(prefix="/fhir")
     for path in ("/DocumentReference/{id}", "/DocumentReference"):
@@ -142,7 +157,7 @@ def test_capability_statement_follows_the_routes() -> None:
     assert cs["patchFormat"] == ["application/json-patch+json"]
     docref = next(r for r in cs["rest"][0]["resource"] if r["type"] == "DocumentReference")
     assert {"code": "patch"} in docref["interaction"]
-    assert docref["conditionalUpdate"] is True
+    assert "conditionalUpdate" not in docref  # no conditional PUT route in this router
     assert docref["extension"][0]["url"].endswith("rest.resource.conditionalPatch")
     # a resource without routes is not declared
     bare = capability_statement("http://x/fhir", [])

@@ -274,11 +274,10 @@ def _resource(rtype: str, verbs: dict[str, set[str]]) -> dict[str, Any]:
         out["versioning"] = "versioned-update"
     if "create" in codes and "conditionalCreate" in facts:
         out["conditionalCreate"] = facts["conditionalCreate"]
-    if "conditional-update" in found or "conditional-patch" in found:
-        # R4 has no conditionalPatch: the PDSm server statement says a conditional PATCH with
-        # conditionalUpdate; R5's element travels as its cross-version extension
+    if "conditional-update" in found:
         out["conditionalUpdate"] = True
     if "conditional-patch" in found:
+        # R4 has no conditionalPatch: R5's element travels as its cross-version extension
         out["extension"] = [{"url": CONDITIONAL_PATCH, "valueBoolean": True}]
     if "search-type" in codes:
         if "searchInclude" in facts:

@@ -35,19 +35,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from carnet.domain.documents import DocumentChange, StoredDocument
-from carnet.domain.search import DocumentCriteria
 from carnet.fhir import openapi as api
-from carnet.fhir.context import NOT_FOUND, base_url, scope_of, settings_of
+from carnet.fhir.conditional import named_document
+from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.docref_update import document_change, updated_response
 from carnet.fhir.errors import (
     InvalidInput,
-    NotFound,
-    PreconditionFailed,
     UnprocessableEntity,
     UnsupportedMediaType,
 )
-from carnet.fhir.search_params import tokens
 from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import JSON_PATCH, media_type, parse_if_match, read_body
@@ -205,36 +202,13 @@ async def patch_docref(request: Request) -> Response:
     return updated_response(doc, base)
 
 
-def _condition(request: Request) -> DocumentCriteria:
-    params = request.query_params
-    other = sorted(set(params) - {"identifier", "_format"})
-    if other or len(params.getlist("identifier")) != 1:
-        raise InvalidInput(
-            "a conditional PATCH names its document by one identifier: "
-            "DocumentReference?identifier=<system>|<uniqueId>"
-            + (f" (not {', '.join(other)})" if other else ""),
-            expression=other[0] if other else "identifier",
-        )
-    if "\x00" in params["identifier"]:
-        raise InvalidInput("identifier may not contain NUL characters", expression="identifier")
-    return DocumentCriteria(identifier=tokens(params, "identifier"), count=2)
-
-
 async def conditional_patch_docref(request: Request) -> Response:
     scope = await scope_of(request)
-    criteria = _condition(request)
     ops = await read_patch(request)
-    page = await scope.documents.search(criteria)  # only what the caller may read
-    if not page.items:
-        raise NotFound(NOT_FOUND)
-    if len(page.items) > 1:
-        raise PreconditionFailed(
-            "the identifier matches more than one document: PATCH DocumentReference/{id}",
-            expression="identifier",
-        )
+    did = await named_document(request, scope, "PATCH")
     base = base_url(request)
     doc = await scope.documents.update(
-        page.items[0].doc_id,
+        did,
         patch_change(ops, base),
         parse_if_match(request.headers.get("if-match")),
     )

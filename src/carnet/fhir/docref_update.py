@@ -17,12 +17,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from carnet.access.scope import Scope
 from carnet.domain.documents import (
     VISIBILITY_CODES,
     DocumentChange,
     DocumentStatus,
     StoredDocument,
 )
+from carnet.fhir.conditional import named_document
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import (
     archived_of,
@@ -32,6 +34,7 @@ from carnet.fhir.docref_resource import (
 )
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 from carnet.fhir.openapi import ETAG, IF_MATCH, Operation, body, resource
+from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, http_date, parse_if_match, read_resource
 
@@ -97,8 +100,28 @@ def updated_response(doc: StoredDocument, base: str) -> Response:
 async def update_docref(request: Request) -> Response:
     scope = await scope_of(request)
     did = request.path_params["id"]
+    return await _update(request, scope, did)
+
+
+async def conditional_update_docref(request: Request) -> Response:
+    """``PUT DocumentReference?identifier=…`` (conditional.py)."""
+    scope = await scope_of(request)
     resource = await read_resource(
         request, settings_of(request).max_upload_bytes, "DocumentReference"
+    )
+    did = await named_document(request, scope, "PUT")
+    return await _update(request, scope, did, resource)
+
+
+async def _update(
+    request: Request, scope: Scope, did: str, resource: dict[str, Any] | None = None
+) -> Response:
+    resource = (
+        resource
+        if resource is not None
+        else await read_resource(
+            request, settings_of(request).max_upload_bytes, "DocumentReference"
+        )
     )
     if resource.get("id") not in (None, did):
         raise InvalidInput(
@@ -112,6 +135,32 @@ async def update_docref(request: Request) -> Response:
     )
     return updated_response(doc, base)
 
+
+CONDITIONAL_UPDATE = Operation(
+    "Update the one document an identifier names (conditional update)",
+    {
+        200: resource("DocumentReference", "the DocumentReference as updated", ETag=ETAG),
+        400: None,
+        404: None,
+        409: None,
+        410: None,
+        412: None,
+        413: None,
+        422: None,
+    },
+    description="identifier: the uniqueId or entryUUID, among the documents the caller may "
+    "read; none is 404 (documents are published by ITI-65 or ITI-105), several 412.",
+    headers=(IF_MATCH,),
+    body=body("DocumentReference"),
+    extra=(
+        SearchParam(
+            "identifier",
+            "token",
+            "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+            "the document's uniqueId or entryUUID (required)",
+        ),
+    ),
+)
 
 UPDATE = Operation(
     "Update a document's metadata: status, securityLabel, archiving (DMP TD3.3)",

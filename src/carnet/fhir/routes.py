@@ -76,6 +76,12 @@ def fhir_router() -> APIRouter:
     add("/DocumentReference/{id}", docref_patch.patch_docref, "PATCH", docref_patch.PATCH)
     add(
         "/DocumentReference",
+        docref_update.conditional_update_docref,
+        "PUT",
+        docref_update.CONDITIONAL_UPDATE,
+    )
+    add(
+        "/DocumentReference",
         docref_patch.conditional_patch_docref,
         "PATCH",
         docref_patch.CONDITIONAL_PATCH,
