@@ -371,7 +371,7 @@ def test_a_40mb_cda_of_empty_elements_is_read_bounded_and_off_the_loop(
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("DELETE", "/fhir/DocumentReference", "GET, PATCH, POST, PUT"),
+        ("DELETE", "/fhir/DocumentReference", "GET, POST, PUT, PATCH"),
         ("PATCH", "/fhir/Patient/abc", "GET, PUT, DELETE"),
         ("GET", "/fhir", "POST"),
         ("PUT", "/fhir/Binary/abc", "GET"),
