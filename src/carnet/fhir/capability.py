@@ -35,7 +35,20 @@ DOCREF_SEARCH = {
     "facility": "token",
     "format": "token",
     "security-label": "token",
-    "archived": "token",
+    "archived": "token",  # carnet's name for isArchived, kept as an alias
+    # IHE MHD 4.2.3 ITI-67 and the PDSm guide (docs/fhir.md "Search parameters (ITI-67)")
+    "creation": "date",
+    "author.given": "string",
+    "author.family": "string",
+    "author": "reference",
+    "subject": "reference",
+    "event": "token",
+    "related": "reference",
+    "relatesto": "reference",
+    "period-start": "date",
+    "period-end": "date",
+    "_lastUpdated": "date",
+    "isArchived": "token",
 }
 LIST_SEARCH = {
     "patient": "reference",
@@ -43,8 +56,17 @@ LIST_SEARCH = {
     "code": "token",
     "date": "date",
     "identifier": "token",
-    "source.identifier": "token",
+    "source.identifier": "token",  # carnet's name for sourceId, kept as an alias
     "status": "token",
+    # IHE MHD 4.2.3 ITI-66 and the PDSm guide (docs/fhir.md "Search parameters (ITI-66)")
+    "designationType": "token",
+    "sourceId": "token",
+    "source.given": "string",
+    "source.family": "string",
+    "title": "string",
+    "source": "reference",
+    "authorOrg": "reference",
+    "isArchived": "token",
 }
 
 AUDIT_SEARCH = {

@@ -36,12 +36,19 @@ from carnet.access.unit_of_work import Unit
 from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.actors import AccessMode, ActorKind
+from carnet.domain.content import Representation
 from carnet.domain.documents import DocumentPage, DocumentStatus, StoredSubmissionSet
 from carnet.domain.errors import Invalid, Reason
 from carnet.domain.ins import names_an_ins
 from carnet.domain.notifications import access_notices
 from carnet.domain.records import RecordState
-from carnet.domain.search import DocumentCriteria, ListCriteria, TokenParam
+from carnet.domain.search import (
+    DocumentCriteria,
+    ListCriteria,
+    TextParam,
+    TokenParam,
+    text_matches,
+)
 from carnet.store.doc_query import document_conditions, list_conditions
 from carnet.store.envelope import unpack
 from carnet.store.tables import consents, documents, records, representatives, submission_sets
@@ -398,6 +405,26 @@ class Searcher:
             self.guard.trace(unit, action, decision, record_id=rid)
 
     # -- ITI-66 ---------------------------------------------------------------------------------
+    async def _open_sets(
+        self, unit: Unit, sets: Sequence[Any]
+    ) -> dict[str, tuple[Any, bytes | None, Representation | None]]:
+        """The rows of these submission sets, each opened: (row, core, source) by set id."""
+        if not sets:
+            return {}
+        s = submission_sets.c
+        rows = await unit.conn.execute(
+            select(submission_sets).where(
+                s.record_id.in_({r.record_id for r in sets}),
+                s.set_id.in_([r.set_id for r in sets]),
+            )
+        )
+        out: dict[str, tuple[Any, bytes | None, Representation | None]] = {}
+        for row in rows:
+            m = row._mapping
+            core, source = unpack(await unit.unseal(m["record_id"], bytes(m["resource"])))
+            out[m["set_id"]] = (m, core, source)
+        return out
+
     async def lists(
         self, criteria: ListCriteria
     ) -> tuple[list[StoredSubmissionSet], int, tuple[datetime, str] | None]:
@@ -459,6 +486,12 @@ class Searcher:
                 if self._visible(scan, m["record_id"], m):
                     visible.setdefault(m["submission_set_id"], []).append(m["doc_id"])
         shown = [r for r in sets if visible.get(r.set_id)]
+        opened: dict[str, tuple[Any, bytes | None, Representation | None]] = {}
+        if criteria.title:
+            # the title is sealed (it may be clinical): every candidate the caller may see is
+            # opened and matched here, so that the total counts exactly what is shown
+            opened = await self._open_sets(unit, shown)
+            shown = [r for r in shown if _title_matches(opened[r.set_id][1], criteria.title)]
         start = 0
         if criteria.cursor is not None:
             key = criteria.cursor
@@ -469,18 +502,10 @@ class Searcher:
         page = shown[start : start + criteria.count]
         out: list[StoredSubmissionSet] = []
         if page:
-            full = {
-                r.set_id: r._mapping
-                for r in await unit.conn.execute(
-                    select(submission_sets).where(
-                        s.record_id.in_({r.record_id for r in page}),
-                        s.set_id.in_([r.set_id for r in page]),
-                    )
-                )
-            }
+            if not opened:
+                opened = await self._open_sets(unit, page)
             for r in page:
-                m = full[r.set_id]
-                core, source = unpack(await unit.unseal(r.record_id, bytes(m["resource"])))
+                m, core, source = opened[r.set_id]
                 shown_docs = _in_order(visible[r.set_id], core)
                 out.append(
                     StoredSubmissionSet(
@@ -520,6 +545,12 @@ class Searcher:
         if start + criteria.count < len(shown) and page:
             nxt = (page[-1].submission_time, page[-1].set_id)
         return out, len(shown), nxt
+
+
+def _title_matches(core: bytes | None, title: TextParam) -> bool:
+    """Every ``title`` parameter (AND) has a value (OR) that the set's sealed title matches."""
+    text = orjson.loads(core).get("title") if core else None
+    return all(any(text_matches(text, t) for t in values) for values in title)
 
 
 def _check_named(record_ids: list[list[str]], identifiers: TokenParam) -> None:
@@ -564,6 +595,15 @@ def _one_patient(c: DocumentCriteria) -> bool:
         c.author_identifier,
         c.date,
         c.period,
+        c.creation,
+        c.period_start,
+        c.period_end,
+        c.last_updated,
+        c.author_given,
+        c.author_family,
+        c.event,
+        c.related,
+        c.relates_to,
     )
     return named and not any(filters) and c.archived is None
 
