@@ -244,7 +244,10 @@ def date_range(raw: str, name: str) -> DateRange:
         else:
             instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
             lo = to_utc_naive(instant)
-            hi = lo + timedelta(seconds=1)
+            # the precision given: a second, or the fraction's last digit (a microsecond at
+            # most), so that ``gt`` an instant served in meta.lastUpdated means after it
+            fraction = m["time"].partition(".")[2]
+            hi = lo + timedelta(microseconds=10 ** (6 - min(len(fraction), 6)))
     except (ValueError, OverflowError):
         raise InvalidInput(f"{name}={raw!r} is not a valid date", expression=name) from None
     return DateRange(prefix, lo, hi)
