@@ -240,7 +240,8 @@ def test_filters(story: Story) -> None:
 def test_bad_parameters_are_400(
     http: httpx.Client, factory: Factory, params: dict[str, str], expression: str
 ) -> None:
-    r = http.get("/fhir/AuditEvent", params=params, headers=factory.patient(random_nir()))
+    headers = {**factory.patient(random_nir()), "Prefer": "handling=strict"}
+    r = http.get("/fhir/AuditEvent", params=params, headers=headers)
     issue = outcome(r, 400)
     assert expression in issue.get("expression", [expression])[0]
 

@@ -428,8 +428,10 @@ def test_paging_is_stable_while_documents_are_added(
 
 def test_bad_search_parameters(http: httpx.Client, pro: Pro) -> None:
     h = pro.headers
+    strict = {**h, "Prefer": "handling=strict"}
+    issue = outcome(http.get("/fhir/DocumentReference", params={"foo": "bar"}, headers=strict), 400)
+    assert issue["expression"] == ["foo"]
     for params in (
-        {"foo": "bar"},
         {"patient:missing": "x", "subject": "y"},
         {"patient:above": "Patient/1"},
         {"patient": "Practitioner/1"},

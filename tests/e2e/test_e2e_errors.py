@@ -77,9 +77,11 @@ def test_400_malformed_requests(http: httpx.Client, factory: Factory, pro: Pro) 
         _post(http, "/fhir/Patient", h, b'{"resourceType": "Patient", "x": ' + b"9" * 400 + b"}"),
         400,
     )
-    # unknown search parameters
+    # unknown search parameters, refused under Prefer: handling=strict (ignored otherwise:
+    # tests/e2e/test_e2e_search_params.py)
+    strict = {**h, "Prefer": "handling=strict"}
     for url in ("/fhir/Patient", "/fhir/DocumentReference", "/fhir/List"):
-        issue = outcome(http.get(url, params={"unknown-param": "1"}, headers=h), 400)
+        issue = outcome(http.get(url, params={"unknown-param": "1"}, headers=strict), 400)
         assert "unknown-param" in issue["diagnostics"]
         assert issue["expression"] == ["unknown-param"]
     # a Bundle that is not a transaction

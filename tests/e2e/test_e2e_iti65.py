@@ -279,7 +279,8 @@ def test_iti66_list_search(http: httpx.Client, factory: Factory, pro: Pro, other
         == 0
     )
     outcome(http.get(f"/fhir/List/{lst['id']}", headers=other_pro.headers), 404)
-    outcome(http.get("/fhir/List", params={"foo": "1"}, headers=pro.headers), 400)
+    strict = {**pro.headers, "Prefer": "handling=strict"}
+    outcome(http.get("/fhir/List", params={"foo": "1"}, headers=strict), 400)
 
 
 def test_iti105_simplified_publish(http: httpx.Client, factory: Factory, pro: Pro) -> None:

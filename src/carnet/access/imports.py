@@ -344,11 +344,12 @@ class ImportService:
                             "created_at": now,
                             "last_updated": now,
                             "resource": seal(key, aad, pack(entry_to_json(entry), None)),
+                            "creation_time": entry.creation_time,
                         },
                     )
                 )
                 for a in author_rows(rid, doc_id, entry):
-                    out["document_authors"].append((rid, doc_id, a["system"], a["value"]))
+                    out["document_authors"].append(_row("document_authors", a))
                 events.append(
                     _event(ids, author, Action.DOCUMENT_CREATE, rid, decision.rule, now, doc_id)
                 )

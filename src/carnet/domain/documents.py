@@ -103,6 +103,9 @@ class DocumentEntry:
     size: int | None = None  # size
     date: datetime | None = None  # when the document was written (sorts searches)
     replaces: str | None = None  # RPLC target (document id)
+    events: list[tuple[str, str]] = field(default_factory=list)  # eventCodeList (system, code)
+    # referenceIdList: (reference, system, value), a reference or an identifier
+    related: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)
 
     @property
     def author_ids(self) -> list[tuple[str, str]]:
@@ -201,6 +204,10 @@ class SubmissionSetInput:
     key: str = "submission-set"
     source: Representation | None = None
     entry_uuid: str | None = None  # entryUUID (``urn:uuid:…``); the core assigns one when absent
+    author: Author | None = None  # the author person (its identifier and names)
+    author_org: tuple[str, str] | None = None  # authorInstitution: (system, value)
+    designation_type: tuple[str, str] | None = None  # contentTypeCode: (system, code)
+    title: str | None = None  # title (sealed: it may be clinical)
 
 
 @dataclass(frozen=True, slots=True)

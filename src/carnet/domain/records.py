@@ -3,7 +3,6 @@ given at creation, the emergency consents, the médecin traitant and the state."
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +11,7 @@ from carnet.domain.content import Representation
 from carnet.domain.errors import Reason, Rejected
 from carnet.domain.ins import Ins
 from carnet.domain.search import DateRange
+from carnet.domain.search import normalise_name as normalise_name  # re-exported
 
 # FR Core identity reliability (INS qualification), fr-core-cs-v2-0445
 IDENTITY_STATUSES = {
@@ -189,10 +189,3 @@ class RecordCriteria:
     given: list[str] = field(default_factory=list)
     birthdate: list[DateRange] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
-
-
-def normalise_name(text: str) -> str:
-    """Case- and accent-insensitive form used by name searches."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(stripped.upper().replace("-", " ").replace("'", " ").split())

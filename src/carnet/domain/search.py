@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,9 +22,51 @@ class DateRange:
     hi: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A FHIR string search value (http://hl7.org/fhir/R4/search.html#string).
+
+    ``value`` is in the folded form of :func:`carnet.domain.records.normalise_name` (case and
+    accents ignored) unless ``match`` is ``exact``, which compares the value as given."""
+
+    value: str
+    match: str = "start"  # start (the default: a word starts with it) | exact | contains
+
+
+def normalise_name(text: str) -> str:
+    """Case- and accent-insensitive form used by name searches."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(stripped.upper().replace("-", " ").replace("'", " ").split())
+
+
+def text_matches(text: str | None, t: Text) -> bool:
+    """Whether ``text`` matches a string search value (the semantics of the SQL conditions in
+    store/doc_query.py, for values matched once opened)."""
+    if not text:
+        return False
+    if t.match == "exact":
+        return text == t.value
+    folded = normalise_name(text)
+    if t.match == "contains":
+        return t.value in folded
+    return folded.startswith(t.value) or f" {t.value}" in folded
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A FHIR reference search value: a reference (``Type/id``, an absolute URL) or, with the
+    ``:identifier`` modifier, an identifier (``system|value``)."""
+
+    reference: str | None = None
+    identifier: Token | None = None
+
+
 # each outer list: parameters repeated (AND); inner list: comma-separated values (OR)
 TokenParam = list[list[Token]]
 DateParam = list[DateRange]
+TextParam = list[list[Text]]
+RefParam = list[list[Ref]]
 
 
 @dataclass(slots=True)
@@ -42,6 +85,16 @@ class DocumentCriteria:
     author_identifier: TokenParam = field(default_factory=list)
     date: DateParam = field(default_factory=list)
     period: DateParam = field(default_factory=list)
+    # IHE MHD 4.2.3 ITI-67 and the PDSm guide (docs/fhir.md "Search parameters")
+    creation: DateParam = field(default_factory=list)  # the entry's creationTime
+    period_start: DateParam = field(default_factory=list)  # serviceStartTime
+    period_end: DateParam = field(default_factory=list)  # serviceStopTime
+    last_updated: DateParam = field(default_factory=list)  # the document's last version
+    author_given: TextParam = field(default_factory=list)  # a professional author's names
+    author_family: TextParam = field(default_factory=list)
+    event: TokenParam = field(default_factory=list)  # eventCodeList
+    related: RefParam = field(default_factory=list)  # referenceIdList
+    relates_to: list[list[str]] = field(default_factory=list)  # the replaced document's id
     sort_desc: bool = True
     count: int = 20
     cursor: tuple[datetime, str] | None = None
@@ -61,5 +114,16 @@ class ListCriteria:
     # for another finds nothing (and is still decided and traced, like any search)
     code: TokenParam = field(default_factory=list)
     status: TokenParam = field(default_factory=list)
+    # IHE MHD 4.2.3 ITI-66 and the PDSm guide (docs/fhir.md "Search parameters")
+    designation_type: TokenParam = field(default_factory=list)
+    source_given: TextParam = field(default_factory=list)  # a professional author's names
+    source_family: TextParam = field(default_factory=list)
+    source: TokenParam = field(default_factory=list)  # the author's identifier
+    author_org: TokenParam = field(default_factory=list)  # the authoring organisation's
+    # a submission set is never archived (only documents are): true finds none
+    archived: bool | None = None
+    # the title is sealed with the record (it may be clinical): matched once each set is
+    # opened, inside the searcher's per-row decisions
+    title: TextParam = field(default_factory=list)
     count: int = 20
     cursor: tuple[datetime, str] | None = None

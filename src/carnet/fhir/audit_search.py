@@ -32,7 +32,7 @@ from carnet.fhir.capability import AUDIT_SEARCH
 from carnet.fhir.context import base_url, core_of, scope_of
 from carnet.fhir.errors import InvalidInput
 from carnet.fhir.openapi import PAGING, Operation, resource
-from carnet.fhir.search_params import check_known, count, dates, references, tokens
+from carnet.fhir.search_params import check_known, count, dates, references, strict_handling, tokens
 from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.wire import fhir_response
 
@@ -127,7 +127,6 @@ def _entities(params: QueryParams) -> list[list[tuple[str, str]]]:
 
 def criteria_from(request: Request, default_count: int, max_count: int) -> AuditCriteria:
     p = request.query_params
-    check_known(p, set(AUDIT_SEARCH), "AuditEvent")
     sort = p.get("_sort", "-date")
     if sort != "-date":
         raise InvalidInput(
@@ -153,20 +152,28 @@ def criteria_from(request: Request, default_count: int, max_count: int) -> Audit
 async def search_audit_event(request: Request) -> Response:
     scope = await scope_of(request)
     limits = core_of(request).limits
+    ignored = check_known(
+        request.query_params, set(AUDIT_SEARCH), "AuditEvent", strict=strict_handling(request)
+    )
     criteria = criteria_from(request, limits.page_size_default, limits.page_size_max)
     page = await scope.traces.search(criteria)
     url = f"{base_url(request)}/AuditEvent"
     params = request.query_params
-    next_url = page_url(url, params, encode_cursor(*page.next_cursor)) if page.next_cursor else None
+    next_url = (
+        page_url(url, params, encode_cursor(*page.next_cursor), ignored)
+        if page.next_cursor
+        else None
+    )
     return fhir_response(
         searchset(
-            self_url=page_url(url, params, params.get("_cursor")),
+            self_url=page_url(url, params, params.get("_cursor"), ignored),
             next_url=next_url,
             total=page.total,
             matches=[
                 (f"{url}/{ev.event_id}", audit_event_json(ev, page.ins.get(ev.record_id)))
                 for ev in page.items
             ],
+            ignored=ignored,
         )
     )
 

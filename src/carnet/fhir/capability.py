@@ -118,6 +118,68 @@ DOCREF_SEARCH = table(
         f"{PDSM_SP}PDSm-isArchived",
         "true: the archived documents, false: the others (carnet's name for PDSm isArchived)",
     ),
+    S(
+        "isArchived",
+        "token",
+        f"{PDSM_SP}PDSm-isArchived",
+        "true: the archived documents, false: the others; absent: archived ones are left out",
+    ),
+    S(
+        "creation",
+        "date",
+        f"{MHD_SP}DocumentReference-Creation",
+        "when the document was written (attachment.creation, creationTime)",
+    ),
+    S(
+        "author",
+        "reference",
+        f"{FHIR_SP}DocumentReference-author",
+        "an author by its identifier (Practitioner?identifier=system|value, or system|value)",
+    ),
+    S(
+        "author.given",
+        "string",
+        f"{FHIR_SP}DocumentReference-author",
+        "an author person's given name (starts with, case and accents ignored)",
+    ),
+    S(
+        "author.family",
+        "string",
+        f"{FHIR_SP}DocumentReference-author",
+        "an author person's family name (starts with, case and accents ignored)",
+    ),
+    S(
+        "subject",
+        "reference",
+        f"{FHIR_SP}DocumentReference-subject",
+        "the record (Patient/<id>), as patient",
+    ),
+    S("event", "token", f"{FHIR_SP}DocumentReference-event", "an act code (context.event)"),
+    S(
+        "related",
+        "reference",
+        f"{FHIR_SP}DocumentReference-related",
+        "a related reference (context.related, e.g. an encounter or order identifier)",
+    ),
+    S(
+        "relatesto",
+        "reference",
+        f"{FHIR_SP}DocumentReference-relatesto",
+        "the document this one replaces (DocumentReference/<id>)",
+    ),
+    S(
+        "period-start",
+        "date",
+        f"{PDSM_SP}PDSm-DocumentReference-period-start",
+        "the start of the act (context.period.start)",
+    ),
+    S(
+        "period-end",
+        "date",
+        f"{PDSM_SP}PDSm-DocumentReference-period-end",
+        "the end of the act (context.period.end)",
+    ),
+    S("_lastUpdated", "date", f"{FHIR_SP}Resource-lastUpdated", "when the entry last changed"),
 )
 LIST_SEARCH = table(
     S(
@@ -132,7 +194,7 @@ LIST_SEARCH = table(
         f"{FHIR_SP}clinical-patient",
         "the patient's INS (system|value), chained on patient",
     ),
-    S("code", "token", f"{FHIR_SP}clinical-code", "the List's kind (submissionset)"),
+    S("code", "token", f"{FHIR_SP}clinical-code", "the List's kind (submissionset or folder)"),
     S("date", "date", f"{FHIR_SP}clinical-date", "when the submission set was submitted"),
     S(
         "identifier",
@@ -147,6 +209,49 @@ LIST_SEARCH = table(
         "the sourceId of the sending system (carnet's name for MHD sourceId)",
     ),
     S("status", "token", f"{FHIR_SP}List-status", "current"),
+    S(
+        "sourceId",
+        "token",
+        f"{MHD_SP}List-SourceId",
+        "the sourceId of the sending system (a submission set's; no folder has one)",
+    ),
+    S(
+        "designationType",
+        "token",
+        f"{MHD_SP}List-DesignationType",
+        "the submission set's designation type (contentTypeCode)",
+    ),
+    S("source", "reference", f"{FHIR_SP}List-source", "the submission set's author, by identifier"),
+    S(
+        "source.given",
+        "string",
+        f"{FHIR_SP}List-source",
+        "the submission set's author's given name (starts with, case and accents ignored)",
+    ),
+    S(
+        "source.family",
+        "string",
+        f"{FHIR_SP}List-source",
+        "the submission set's author's family name (starts with, case and accents ignored)",
+    ),
+    S(
+        "title",
+        "string",
+        f"{FHIR_SP}List-title",
+        "the List's title (starts with; matched sealed, never stored in clear)",
+    ),
+    S(
+        "authorOrg",
+        "reference",
+        f"{PDSM_SP}PDSm-List-authorOrg",
+        "the authoring organisation, by identifier",
+    ),
+    S(
+        "isArchived",
+        "token",
+        f"{PDSM_SP}PDSm-isArchived",
+        "true finds nothing (only documents are archived); false: every List",
+    ),
 )
 AUDIT_SEARCH = table(
     S("patient", "reference", f"{FHIR_SP}AuditEvent-patient", "the record traced"),

@@ -17,7 +17,7 @@ from carnet.fhir.consent_resource import parse_consent, render_consent, require_
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.errors import InvalidInput
 from carnet.fhir.openapi import ETAG, IF_MATCH, LOCATION, Operation, body, resource
-from carnet.fhir.search_params import check_known, references, tokens
+from carnet.fhir.search_params import check_known, references, strict_handling, tokens
 from carnet.fhir.submission import subject_ref
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, parse_if_match, read_resource
@@ -54,7 +54,7 @@ async def read_consent(request: Request) -> Response:
 async def search_consent(request: Request) -> Response:
     scope = await scope_of(request)
     p = request.query_params
-    check_known(p, set(CONSENT_SEARCH), "Consent")
+    ignored = check_known(p, set(CONSENT_SEARCH), "Consent", strict=strict_handling(request))
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     idents = [t for group in tokens(p, "patient.identifier") for t in group]
     if idents:
@@ -70,10 +70,11 @@ async def search_consent(request: Request) -> Response:
     base = base_url(request)
     return fhir_response(
         searchset(
-            self_url=page_url(f"{base}/Consent", p, None),
+            self_url=page_url(f"{base}/Consent", p, None, ignored),
             next_url=None,
             total=len(found),
             matches=[(f"{base}/Consent/{c['id']}", orjson.dumps(c)) for c in found],
+            ignored=ignored,
         )
     )
 

@@ -84,6 +84,11 @@ def identifiers_of(ref: object, contained: dict[str, dict[str, Any]]) -> list[tu
     return [(a.system, a.value) for a in _people(ref, contained)]
 
 
+def people_of(ref: object, contained: dict[str, dict[str, Any]]) -> list[Author]:
+    """The persons a Reference names, with their names when a contained resource gives them."""
+    return _people(ref, contained)
+
+
 def _people(ref: object, contained: dict[str, dict[str, Any]]) -> list[Author]:
     """The persons a Reference names (logical identifier, or a contained resource), with their
     names when a contained resource gives them."""
@@ -200,6 +205,24 @@ def entry_from_docref(resource: dict[str, Any]) -> DocumentEntry:
     if setting:
         e.setting_code = str(setting["code"])
         e.setting_system = str(setting["system"]) if setting.get("system") else None
+    for event in ctx.get("event") or []:
+        for coding in (event.get("coding") or []) if isinstance(event, dict) else []:
+            if isinstance(coding, dict) and coding.get("code"):
+                e.events.append((str(coding.get("system") or ""), str(coding["code"])))
+    for rel in ctx.get("related") or []:
+        if not isinstance(rel, dict):
+            continue
+        ref = rel.get("reference")
+        ident = rel.get("identifier") if isinstance(rel.get("identifier"), dict) else {}
+        assert isinstance(ident, dict)
+        if (isinstance(ref, str) and ref) or ident.get("value"):
+            e.related.append(
+                (
+                    ref if isinstance(ref, str) and ref else None,
+                    str(ident["system"]) if ident.get("system") else None,
+                    str(ident["value"]) if ident.get("value") else None,
+                )
+            )
     spi = identifiers_of(ctx.get("sourcePatientInfo"), contained)
     if spi:
         e.source_patient_id = f"{spi[0][0]}|{spi[0][1]}"

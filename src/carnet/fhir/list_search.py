@@ -1,14 +1,18 @@
-"""GET /fhir/List?… and /fhir/List/{id}: IHE MHD ITI-66 Find Document Lists
-(https://profiles.ihe.net/ITI/MHD/ITI-66.html): the submission sets and folders of a patient,
-each with the documents the caller may read (IHE MHD 4.2.3 SubmissionSet and Folder
-Comprehensive: the uniqueId in the ``usual`` identifier, the entryUUID in the ``official``
-one)."""
+"""GET and POST /fhir/List[/_search] and GET /fhir/List/{id}: IHE MHD ITI-66 Find Document
+Lists (https://profiles.ihe.net/ITI/MHD/ITI-66.html §2:3.66.4.1.2, PDSm "Recherche de lots"):
+the submission sets and folders of a patient, each with the documents the caller may read (IHE
+MHD 4.2.3 SubmissionSet and Folder Comprehensive: the uniqueId in the ``usual`` identifier, the
+entryUUID in the ``official`` one). FHIR R4 search (http://hl7.org/fhir/R4/search.html):
+``_count=0`` and ``_summary=count`` answer the total alone; unknown parameters are ignored with
+a warning, or refused under ``Prefer: handling=strict`` (search_params.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,14 +25,21 @@ from carnet.fhir.capability import LIST_SEARCH
 from carnet.fhir.context import NOT_FOUND, base_url, core_of, scope_of
 from carnet.fhir.docref_resource import with_entry_uuid
 from carnet.fhir.errors import NotFound
-from carnet.fhir.openapi import PAGING, Operation, resource
+from carnet.fhir.openapi import PAGING, Operation, resource, search_form
 from carnet.fhir.search_params import (
+    COUNTING,
+    boolean,
     check_known,
     count,
     dates,
     decode_cursor,
     encode_cursor,
+    identifier_refs,
     references,
+    search_params,
+    strict_handling,
+    summary_count,
+    texts,
     tokens,
 )
 from carnet.fhir.wire import fhir_response
@@ -67,31 +78,43 @@ def _identifiers(sent: object, unique_id: str, entry_uuid: str | None) -> list[A
     return with_entry_uuid(out, entry_uuid)
 
 
-async def search_list(request: Request) -> Response:
-    scope = await scope_of(request)
-    limits = core_of(request).limits
-    p = request.query_params
-    check_known(p, set(LIST_SEARCH), "List")
-    criteria = ListCriteria(
+def list_criteria(p: QueryParams, default_count: int, max_count: int) -> ListCriteria:
+    return ListCriteria(
         record_ids=references(p, "patient", "Patient"),
-        patient_identifiers=tokens(p, "patient.identifier"),
+        patient_identifiers=tokens(p, "patient.identifier") + tokens(p, "patient:identifier"),
         identifier=tokens(p, "identifier"),
-        source_id=tokens(p, "source.identifier"),
+        source_id=tokens(p, "sourceId") + tokens(p, "source.identifier"),
         date=dates(p, "date"),
         code=tokens(p, "code"),
         status=tokens(p, "status"),
-        count=count(p, limits.page_size_default, limits.page_size_max),
+        designation_type=tokens(p, "designationType"),
+        source_given=texts(p, "source.given"),
+        source_family=texts(p, "source.family"),
+        source=identifier_refs(p, "source"),
+        author_org=identifier_refs(p, "authorOrg"),
+        archived=boolean(p, "isArchived"),
+        title=texts(p, "title"),
+        count=0 if summary_count(p) else count(p, default_count, max_count, zero=True),
         cursor=decode_cursor(p),
     )
+
+
+async def search_list(request: Request) -> Response:
+    scope = await scope_of(request)
+    limits = core_of(request).limits
+    p = await search_params(request)
+    ignored = check_known(p, {**LIST_SEARCH, **COUNTING}, "List", strict=strict_handling(request))
+    criteria = list_criteria(p, limits.page_size_default, limits.page_size_max)
     base = base_url(request)
     url = f"{base}/List"
     sets, total, nxt = await scope.documents.lists(criteria)
     return fhir_response(
         searchset(
-            self_url=page_url(url, p, p.get("_cursor")),
-            next_url=page_url(url, p, encode_cursor(*nxt)) if nxt else None,
+            self_url=page_url(url, p, p.get("_cursor"), ignored),
+            next_url=page_url(url, p, encode_cursor(*nxt), ignored) if nxt else None,
             total=total,
             matches=[(f"{url}/{s.list_id}", render_list(s)) for s in sets],
+            ignored=ignored,
         )
     )
 
@@ -114,6 +137,12 @@ SEARCH = Operation(
     "caller may read.",
     search=LIST_SEARCH,
     extra=PAGING,
+)
+
+SEARCH_POST = replace(
+    SEARCH,
+    summary=SEARCH.summary + " by POST (FHIR R4 search: POST [type]/_search)",
+    body=search_form(LIST_SEARCH),
 )
 READ = Operation(
     "Read a List (a submission set)",

@@ -15,14 +15,14 @@ from carnet.fhir.capability import PATIENT_SEARCH
 from carnet.fhir.context import base_url, core_of, scope_of
 from carnet.fhir.openapi import COUNT, Operation, resource
 from carnet.fhir.patient_resource import render_patient, status_only
-from carnet.fhir.search_params import check_known, count, dates, tokens
+from carnet.fhir.search_params import check_known, count, dates, strict_handling, tokens
 from carnet.fhir.wire import fhir_response
 
 
 async def search_patient(request: Request) -> Response:
     scope = await scope_of(request)
     params = request.query_params
-    check_known(params, set(PATIENT_SEARCH), "Patient")
+    ignored = check_known(params, set(PATIENT_SEARCH), "Patient", strict=strict_handling(request))
     limits = core_of(request).limits
     count(params, limits.page_size_default, limits.page_size_max)
     identifiers = [(t.system, t.code) for group in tokens(params, "identifier") for t in group]
@@ -45,10 +45,11 @@ async def search_patient(request: Request) -> Response:
         matches.append((f"{base}/Patient/{view.record.record_id}", body))
     return fhir_response(
         searchset(
-            self_url=page_url(f"{base}/Patient", params, None),
+            self_url=page_url(f"{base}/Patient", params, None, ignored),
             next_url=None,
             total=len(matches),
             matches=matches,
+            ignored=ignored,
         )
     )
 

@@ -17,7 +17,7 @@ from carnet.fhir.capability import RELATED_PERSON_SEARCH
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 from carnet.fhir.openapi import LOCATION, Operation, Reply, body, resource
-from carnet.fhir.search_params import check_known, references
+from carnet.fhir.search_params import check_known, references, strict_handling
 from carnet.fhir.wire import fhir_response, read_resource
 
 ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
@@ -87,7 +87,9 @@ async def create_related_person(request: Request) -> Response:
 async def search_related_person(request: Request) -> Response:
     scope = await scope_of(request)
     p = request.query_params
-    check_known(p, set(RELATED_PERSON_SEARCH), "RelatedPerson")
+    ignored = check_known(
+        p, set(RELATED_PERSON_SEARCH), "RelatedPerson", strict=strict_handling(request)
+    )
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     if not ids:
         raise InvalidInput("RelatedPerson search needs patient", expression="patient")
@@ -95,10 +97,11 @@ async def search_related_person(request: Request) -> Response:
     base = base_url(request)
     return fhir_response(
         searchset(
-            self_url=page_url(f"{base}/RelatedPerson", p, None),
+            self_url=page_url(f"{base}/RelatedPerson", p, None, ignored),
             next_url=None,
             total=len(found),
             matches=[(f"{base}/RelatedPerson/{r['id']}", orjson.dumps(r)) for r in found],
+            ignored=ignored,
         )
     )
 

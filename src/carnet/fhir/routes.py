@@ -54,6 +54,12 @@ def fhir_router() -> APIRouter:
     # the hot paths first: routes are tried in order (ITI-68, ITI-67, ITI-65)
     add("/Binary/{id}", iti68.retrieve, "GET", iti68.RETRIEVE)
     add("/DocumentReference", docref_search.search_docref, "GET", docref_search.SEARCH)
+    add(
+        "/DocumentReference/_search",
+        docref_search.search_docref,
+        "POST",
+        docref_search.SEARCH_POST,
+    )
     add("", iti65.provide_document_bundle, "POST", iti65.PROVIDE)
     add("/metadata", capability.metadata, "GET", capability.METADATA)
     add("/", iti65.provide_document_bundle, "POST", iti65.PROVIDE, listed=False)
@@ -99,6 +105,7 @@ def fhir_router() -> APIRouter:
         docref_read.VREAD,
     )
     add("/List", list_search.search_list, "GET", list_search.SEARCH)
+    add("/List/_search", list_search.search_list, "POST", list_search.SEARCH_POST)
     add("/List/{id}", list_search.read_list, "GET", list_search.READ)
     add("/Binary", binary_create.create_binary, "POST", binary_create.CREATE)
     add("/Bundle/{id}", bundle_read.read_bundle, "GET", bundle_read.READ)

@@ -25,7 +25,13 @@ from carnet.domain.documents import (
 from carnet.domain.ins import OID_NIR, parse_ins
 from carnet.domain.records import PatientRef
 from carnet.fhir import extensions as X
-from carnet.fhir.docref_resource import code_of, contained_map, identifiers_of, parse_datetime
+from carnet.fhir.docref_resource import (
+    code_of,
+    contained_map,
+    first_coding,
+    parse_datetime,
+    people_of,
+)
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
 
 
@@ -230,16 +236,53 @@ def submission_set_from_list(
         raise UnprocessableEntity(
             "the submission set has no submissionTime (List.date)", expression="List.date"
         )
-    authors = identifiers_of(resource.get("source"), contained_map(resource))
+    contained = contained_map(resource)
+    authors = people_of(resource.get("source"), contained)
+    title = resource.get("title")
     return SubmissionSetInput(
         unique_id=unique_id,
         source_id=str(source_value["value"]),
         submission_time=when,
-        author_id=authors[0][1] if authors else None,
+        author_id=authors[0].value if authors else None,
         key=key,
         source=Representation("application/fhir+json", orjson.dumps(resource)),
         entry_uuid=entry_uuid,
+        author=authors[0] if authors else None,
+        author_org=_author_org(resource, contained),
+        designation_type=_designation_type(resource),
+        title=title if isinstance(title, str) and title else None,
     )
+
+
+def _author_org(
+    resource: dict[str, Any], contained: dict[str, dict[str, Any]]
+) -> tuple[str, str] | None:
+    """The authoring organisation (extension ihe-authorOrg): its identifier, logical or of the
+    contained Organization."""
+    ext = X.find_extension(resource.get("extension"), X.MHD_AUTHOR_ORG)
+    ref = ext.get("valueReference") if ext else None
+    if not isinstance(ref, dict):
+        return None
+    ident = ref.get("identifier")
+    if not (isinstance(ident, dict) and ident.get("value")):
+        target = contained.get(str(ref.get("reference") or "")) or {}
+        ident = next(
+            (i for i in target.get("identifier") or [] if isinstance(i, dict) and i.get("value")),
+            None,
+        )
+    if not isinstance(ident, dict):
+        return None
+    return str(ident.get("system") or ""), str(ident["value"])
+
+
+def _designation_type(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """The submission set's designation type (extension ihe-designationType, its first
+    coding)."""
+    ext = X.find_extension(resource.get("extension"), X.MHD_DESIGNATION_TYPE)
+    coding = first_coding(ext.get("valueCodeableConcept")) if ext else None
+    if not coding:
+        return None
+    return str(coding.get("system") or ""), str(coding["code"])
 
 
 def is_folder(resource: dict[str, Any]) -> bool:
@@ -329,6 +372,8 @@ def implicit_submission_set(
         key="implicit",
         source=Representation("application/fhir+json", orjson.dumps(resource)),
         entry_uuid=entry_uuid,
+        author=next(iter(people_of(resource.get("source"), contained_map(resource))), None),
+        designation_type=_designation_type(resource),
     )
 
 

@@ -54,6 +54,8 @@ def entry_to_json(entry: DocumentEntry) -> bytes:
     data["author_has_role"] = entry.author_has_role
     data["hash_sha1"] = entry.hash_sha1.hex() if entry.hash_sha1 is not None else None
     data["size"] = entry.size
+    data["events"] = [list(e) for e in entry.events]
+    data["related"] = [list(r) for r in entry.related]
     return orjson.dumps({k: v for k, v in data.items() if v not in (None, [], False)})
 
 
@@ -71,6 +73,8 @@ def entry_from_json(raw: bytes) -> DocumentEntry:
     sha1 = data.get("hash_sha1")
     entry.hash_sha1 = bytes.fromhex(sha1) if sha1 else None
     entry.size = data.get("size")
+    entry.events = [(e[0], e[1]) for e in data.get("events") or []]
+    entry.related = [(r[0], r[1], r[2]) for r in data.get("related") or []]
     return entry
 
 

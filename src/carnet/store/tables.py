@@ -152,6 +152,7 @@ documents = Table(
     Column("last_updated", DateTime, nullable=False),
     # sealed envelope: the document entry (dmp.md §6) and the interface's form of it
     Column("resource", LargeBinary, nullable=False),
+    Column("creation_time", DateTime),  # the entry's creationTime (migration 0010)
     UniqueConstraint("record_id", "unique_id", name="uq_documents_unique_id"),
     Index("ix_documents_record_date", "record_id", "date", "doc_id"),
     Index("ix_documents_binary", "record_id", "binary_id"),
@@ -181,7 +182,37 @@ document_authors = Table(
     Column("doc_id", ID, primary_key=True),
     Column("system", String(128), primary_key=True),
     Column("value", String(64), primary_key=True),
+    # a professional's names (public directory data; never a patient's), as sent and folded
+    # for FHIR string search (domain/records.py normalise_name); migration 0010
+    Column("family", String(128)),
+    Column("given", String(256)),
+    Column("family_key", String(128)),
+    Column("given_key", String(256)),
     Index("ix_document_authors_value", "value"),
+)
+
+# a document's event codes (eventCodeList, DocumentReference.context.event); migration 0010
+document_events = Table(
+    "document_events",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("doc_id", ID, primary_key=True),
+    Column("system", String(128), primary_key=True),  # "" when the coding has none
+    Column("code", String(64), primary_key=True),
+    Index("ix_document_events_code", "record_id", "code"),
+)
+
+# a document's related objects (referenceIdList, DocumentReference.context.related): a
+# reference (kind "reference", system "") or an identifier (kind "identifier"); migration 0010
+document_related = Table(
+    "document_related",
+    metadata,
+    Column("record_id", ID, primary_key=True),
+    Column("doc_id", ID, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("system", String(256), primary_key=True),
+    Column("value", String(256), primary_key=True),
+    Index("ix_document_related_value", "record_id", "value"),
 )
 
 # content, stored once per record by SHA-256; a Binary is a name for stored content
@@ -230,6 +261,17 @@ submission_sets = Table(
     Column("created_at", DateTime, nullable=False),
     Column("resource", LargeBinary, nullable=False),
     Column("entry_uuid", String(64)),  # entryUUID, urn:uuid:… (NULL: stored before 0009)
+    # searched by ITI-66 (migration 0010): codes, identifiers and a professional author's
+    # names (public directory data; never a patient's); the title stays sealed
+    Column("author_system", String(128)),
+    Column("author_family", String(128)),
+    Column("author_given", String(256)),
+    Column("author_family_key", String(128)),
+    Column("author_given_key", String(256)),
+    Column("author_org_system", String(128)),
+    Column("author_org_value", String(64)),
+    Column("designation_system", String(128)),
+    Column("designation_code", String(64)),
     UniqueConstraint("record_id", "unique_id", name="uq_submission_sets_unique_id"),
 )
 

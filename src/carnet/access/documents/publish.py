@@ -32,11 +32,14 @@ from carnet.access.documents.repository import (
     author_rows,
     binary,
     by_id,
+    event_rows,
     facts_of_row,
     history_row,
     labels_text,
     load_publish_facts,
+    person_names,
     record_id_of,
+    related_rows,
     seal_document,
 )
 from carnet.access.facts import LoadedRecord
@@ -75,7 +78,9 @@ from carnet.store.envelope import pack
 from carnet.store.tables import (
     contents,
     document_authors,
+    document_events,
     document_history,
+    document_related,
     documents,
     folder_documents,
     folders,
@@ -188,6 +193,8 @@ class Publisher:
         rows: list[dict[str, object]] = []  # written once the submission set is known
         authors: list[dict[str, Any]] = []
         uuids_used = await self._entry_uuids_used(unit, rid, sub)
+        events: list[dict[str, Any]] = []
+        related: list[dict[str, Any]] = []
         for index, doc in enumerate(sub.documents):
             where = f"documents[{index}]" if len(sub.documents) > 1 else None
             content = await self._content(unit, loaded, doc, where, hashes.get(doc.key))
@@ -243,9 +250,12 @@ class Publisher:
                     "created_at": now,
                     "last_updated": now,
                     "resource": await seal_document(unit, rid, doc.entry, doc.source),
+                    "creation_time": doc.entry.creation_time,
                 }
             )
             authors += author_rows(rid, doc_id, doc.entry)
+            events += event_rows(rid, doc_id, doc.entry)
+            related += related_rows(rid, doc_id, doc.entry)
             self.guard.trace(
                 unit,
                 Action.DOCUMENT_CREATE,
@@ -273,6 +283,8 @@ class Publisher:
         unit.add(Insert(documents, rows))
         unit.add(Insert(document_authors, authors))
         filed = await self._folders(unit, loaded, sub, published, now)
+        unit.add(Insert(document_events, events))
+        unit.add(Insert(document_related, related))
         if self.actor.kind is ActorKind.PROFESSIONAL and new_docs:
             unit.add(
                 Insert(
@@ -575,7 +587,10 @@ class Publisher:
             if first is not None and first.submission_set_id:
                 return first.submission_set_id
         set_id = f"{rid}-{new_id()[:20]}"
-        listed = orjson.dumps({"documents": [d.doc_id for d in published]})
+        core: dict[str, Any] = {"documents": [d.doc_id for d in published]}
+        if ss.title:
+            core["title"] = ss.title  # sealed: a title may be clinical
+        listed = orjson.dumps(core)
         unit.add(
             Insert(
                 submission_sets,
@@ -590,6 +605,16 @@ class Publisher:
                         "created_at": now,
                         "entry_uuid": ss.entry_uuid or new_entry_uuid(),
                         "resource": await unit.seal(rid, pack(listed, ss.source)),
+                        "author_system": ss.author.system[:128] if ss.author else None,
+                        **person_names(ss.author, "author_"),
+                        "author_org_system": ss.author_org[0][:128] if ss.author_org else None,
+                        "author_org_value": ss.author_org[1][:64] if ss.author_org else None,
+                        "designation_system": (
+                            ss.designation_type[0][:128] if ss.designation_type else None
+                        ),
+                        "designation_code": (
+                            ss.designation_type[1][:64] if ss.designation_type else None
+                        ),
                     }
                 ],
             )

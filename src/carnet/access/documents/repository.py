@@ -15,14 +15,16 @@ from sqlalchemy import and_, select
 from carnet.access.facts import FactLoader, LoadedRecord, pg_facts_sql
 from carnet.access.policy import DocumentFacts
 from carnet.access.unit_of_work import Unit
+from carnet.domain.actors import RPPS_SYSTEM
 from carnet.domain.content import Representation
 from carnet.domain.documents import (
+    Author,
     DocumentEntry,
     DocumentState,
     DocumentStatus,
     StoredDocument,
 )
-from carnet.domain.records import PatientRef
+from carnet.domain.records import PatientRef, normalise_name
 from carnet.store.codec import entry_from_json, entry_to_json
 from carnet.store.envelope import completed, pack, unpack
 from carnet.store.tables import (
@@ -334,13 +336,61 @@ def history_row(doc: DocumentRow | StoredDocument, at: datetime | None = None) -
 
 
 def author_rows(record_id: str, doc_id: str, entry: DocumentEntry) -> list[dict[str, Any]]:
+    """A document's author persons, searched by ``author.identifier``, ``author.given`` and
+    ``author.family``: a professional's names (public directory data) are kept beside the
+    identifier; any other author's (the patient's, a representative's) stay sealed."""
     seen: set[tuple[str, str]] = set()
     out = []
-    for system, value in entry.author_ids:
-        if (system, value) not in seen:
-            seen.add((system, value))
-            out.append({"record_id": record_id, "doc_id": doc_id, "system": system, "value": value})
+    for a in entry.authors:
+        if (a.system, a.value) in seen:
+            continue
+        seen.add((a.system, a.value))
+        row: dict[str, Any] = {
+            "record_id": record_id,
+            "doc_id": doc_id,
+            "system": a.system,
+            "value": a.value,
+        }
+        out.append(row | person_names(a))
     return out
+
+
+def person_names(a: Author | None, prefix: str = "") -> dict[str, str | None]:
+    """The name columns of a professional author (RPPS/ADELI: the national directory's
+    identifier system), as sent and folded; none for anyone else."""
+    family = given = None
+    if a is not None and a.system == RPPS_SYSTEM:
+        family = a.family[:128] if a.family else None
+        given = a.given[:256] if a.given else None
+    return {
+        f"{prefix}family": family,
+        f"{prefix}given": given,
+        f"{prefix}family_key": normalise_name(family)[:128] if family else None,
+        f"{prefix}given_key": normalise_name(given)[:256] if given else None,
+    }
+
+
+def event_rows(record_id: str, doc_id: str, entry: DocumentEntry) -> list[dict[str, Any]]:
+    """A document's event codes (eventCodeList), searched by ``event``."""
+    keys = sorted({((system or "")[:128], code[:64]) for system, code in entry.events if code})
+    return [
+        {"record_id": record_id, "doc_id": doc_id, "system": system, "code": code}
+        for system, code in keys
+    ]
+
+
+def related_rows(record_id: str, doc_id: str, entry: DocumentEntry) -> list[dict[str, Any]]:
+    """A document's related objects (referenceIdList), searched by ``related``."""
+    keys: set[tuple[str, str, str]] = set()
+    for reference, system, value in entry.related:
+        if reference:
+            keys.add(("reference", "", reference[:256]))
+        if value:
+            keys.add(("identifier", (system or "")[:256], value[:256]))
+    return [
+        {"record_id": record_id, "doc_id": doc_id, "kind": k, "system": s, "value": v}
+        for k, s, v in sorted(keys)
+    ]
 
 
 # -- what a publish needs to know, in one read --------------------------------------------------

@@ -36,6 +36,7 @@ from carnet.access.unit_of_work import Unit
 from carnet.domain import trace_view as details
 from carnet.domain.actions import Action
 from carnet.domain.actors import AccessMode, ActorKind
+from carnet.domain.content import Representation
 from carnet.domain.documents import (
     DocumentPage,
     DocumentStatus,
@@ -47,7 +48,13 @@ from carnet.domain.errors import Invalid, Reason
 from carnet.domain.ins import names_an_ins
 from carnet.domain.notifications import access_notices
 from carnet.domain.records import RecordState
-from carnet.domain.search import DocumentCriteria, ListCriteria, TokenParam
+from carnet.domain.search import (
+    DocumentCriteria,
+    ListCriteria,
+    TextParam,
+    TokenParam,
+    text_matches,
+)
 from carnet.store.doc_query import document_conditions, folder_conditions, list_conditions
 from carnet.store.envelope import unpack
 from carnet.store.tables import (
@@ -506,6 +513,16 @@ class Searcher:
         candidates = [(r.submission_time, r.set_id, r.record_id, False) for r in sets]
         candidates += [(r.last_updated, r.folder_id, r.record_id, True) for r in found_folders]
         shown = sorted((c for c in candidates if visible.get(c[1])), reverse=True)
+        if criteria.title:
+            # the title is sealed (it may be clinical): every candidate the caller may see is
+            # opened and matched here, so that the total counts exactly what is shown
+            rows = await self._full_lists(unit, shown)
+            kept = []
+            for c in shown:
+                core, source = unpack(await unit.unseal(c[2], bytes(rows[c[1]]["resource"])))
+                if _title_matches(core, source, criteria.title):
+                    kept.append(c)
+            shown = kept
         start = 0
         if criteria.cursor is not None:
             key = criteria.cursor
@@ -595,6 +612,15 @@ class Searcher:
         return full
 
 
+def _title_matches(core: bytes | None, source: Representation | None, title: TextParam) -> bool:
+    """Every ``title`` parameter (AND) has a value (OR) that the list's sealed title matches
+    (the submission set's, or the title of the List the client sent)."""
+    text = orjson.loads(core).get("title") if core else None
+    if text is None and source is not None and source.media_type == "application/fhir+json":
+        text = orjson.loads(source.data).get("title")
+    return all(any(text_matches(text, t) for t in values) for values in title)
+
+
 def _check_named(record_ids: list[list[str]], identifiers: TokenParam) -> None:
     """At most :data:`MAX_NAMED` patients at once, counted on the request itself: a search
     naming more is the client's mistake, refused before any record is looked up (no decision,
@@ -637,6 +663,15 @@ def _one_patient(c: DocumentCriteria) -> bool:
         c.author_identifier,
         c.date,
         c.period,
+        c.creation,
+        c.period_start,
+        c.period_end,
+        c.last_updated,
+        c.author_given,
+        c.author_family,
+        c.event,
+        c.related,
+        c.relates_to,
     )
     return named and not any(filters) and c.archived is None
 

@@ -29,7 +29,9 @@ from carnet.store.tables import (
     content_chunks,
     contents,
     document_authors,
+    document_events,
     document_history,
+    document_related,
     documents,
     folder_documents,
     folders,
@@ -45,7 +47,9 @@ from carnet.store.tables import (
 
 PATIENT_TABLES = (
     document_authors,
+    document_events,
     document_history,
+    document_related,
     documents,
     binaries,
     content_chunks,
