@@ -415,13 +415,20 @@ def td33b_visible(g: Guide) -> None:
 def td33d_as_published(fixture: str) -> Callable[[Guide], None]:
     def run(g: Guide) -> None:
         """Its path ``/extension[url:'…']/valueBoolean`` is FHIRPath, not the JSON Pointer
-        (RFC 6901) that a JSON Patch path is: refused, naming the path, nothing changed."""
-        before = g.read(g.done["cr"])
+        (RFC 6901) a JSON Patch path is; carnet reads that selector as the index of the
+        extension with that url (fhir/README.md "PATCH"), so the guide's body works as sent."""
+        value = next(op["value"] for op in load(fixture) if op["op"] in ("add", "replace"))
         r = g.patch(CR_CONSULTATION, load(fixture))
-        assert r.status_code in (400, 422), r.text
-        issue = outcome(r, r.status_code)
-        assert "path" in issue["diagnostics"].lower(), issue
-        assert g.read(g.done["cr"])["meta"] == before["meta"]
+        assert r.status_code == 200, r.text
+        flags = [e["valueBoolean"] for e in r.json()["extension"] if e["url"] == PDSM_ARCHIVED]
+        assert flags == [value], r.json()["extension"]
+        found = g.http.get(
+            "/fhir/DocumentReference",
+            params={"patient": g.pid, "isArchived": "true"},
+            headers=g.author,
+        ).json()
+        shown = [e["resource"]["id"] for e in found.get("entry", [])]
+        assert shown == ([g.done["cr"]] if value else []), shown
 
     return run
 

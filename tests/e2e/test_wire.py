@@ -397,11 +397,25 @@ def test_an_echoed_parameter_name_stays_a_fhir_string(
     http: httpx.Client, factory: Factory, path: str
 ) -> None:
     """An unknown parameter named with a vertical tab: the OperationOutcome names it, escaped,
-    and stays valid FHIR (a string holds no whitespace but space, tab, CR and LF)."""
-    r = http.get(f"{path}?V%0B%C2%85=1", headers=factory.professional())
+    and stays valid FHIR (a string holds no whitespace but space, tab, CR and LF): refused under
+    ``Prefer: handling=strict``, and named in the warning of a lenient search."""
+    pro = factory.professional()
+    r = http.get(f"{path}?V%0B%C2%85=1", headers={**pro, "Prefer": "handling=strict"})
     issue = outcome(r, 400)
     assert FHIR_STRING.match(issue["diagnostics"]), issue
     assert issue["expression"] == ["V\\u000b\\u0085"]
+    if path == "/fhir/DocumentReference":
+        r = http.get(f"{path}?V%0B%C2%85=1", headers=pro)
+        assert r.status_code == 200, r.text
+        [warning] = [
+            e["resource"]
+            for e in r.json().get("entry", [])
+            if e.get("search", {}).get("mode") == "outcome"
+        ]
+        for one in warning["issue"]:
+            assert FHIR_STRING.match(one["diagnostics"]), one
+            for expression in one.get("expression", []):
+                assert FHIR_STRING.match(expression) and "\x0b" not in expression, one
 
 
 def test_an_empty_patient_id_is_refused_like_any_empty_token(

@@ -153,7 +153,7 @@ async def search_audit_event(request: Request) -> Response:
     scope = await scope_of(request)
     limits = core_of(request).limits
     ignored = check_known(
-        request.query_params, set(AUDIT_SEARCH), "AuditEvent", strict=strict_handling(request)
+        request.query_params, AUDIT_SEARCH, "AuditEvent", strict=strict_handling(request)
     )
     criteria = criteria_from(request, limits.page_size_default, limits.page_size_max)
     page = await scope.traces.search(criteria)

@@ -11,6 +11,7 @@ import orjson
 from starlette.datastructures import QueryParams
 
 from carnet.domain.clock import iso, utcnow
+from carnet.fhir.outcome import fhir_string
 
 
 def _entry(full_url: str, resource: bytes, mode: str | None = None) -> bytes:
@@ -58,9 +59,11 @@ def ignored_outcome(ignored: Sequence[str]) -> bytes:
                 {
                     "severity": "warning",
                     "code": "not-supported",
-                    "diagnostics": f"unknown search parameter {name!r} ignored "
-                    "(send Prefer: handling=strict to have it refused)",
-                    "expression": [name],
+                    "diagnostics": fhir_string(
+                        f"unknown search parameter {name!r} ignored "
+                        "(send Prefer: handling=strict to have it refused)"
+                    ),
+                    "expression": [fhir_string(name)],
                 }
                 for name in ignored
             ],

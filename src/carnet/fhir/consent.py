@@ -54,7 +54,7 @@ async def read_consent(request: Request) -> Response:
 async def search_consent(request: Request) -> Response:
     scope = await scope_of(request)
     p = request.query_params
-    ignored = check_known(p, set(CONSENT_SEARCH), "Consent", strict=strict_handling(request))
+    ignored = check_known(p, CONSENT_SEARCH, "Consent", strict=strict_handling(request))
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     idents = [t for group in tokens(p, "patient.identifier") for t in group]
     if idents:

@@ -22,6 +22,7 @@ from carnet.fhir.capability import DOCREF_SEARCH
 from carnet.fhir.context import base_url, core_of, scope_of
 from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.errors import InvalidInput
+from carnet.fhir.openapi import COUNTING as COUNTING_PARAMS
 from carnet.fhir.openapi import PAGING, Operation, resource, search_form
 from carnet.fhir.patient_resource import render_patient
 from carnet.fhir.search_params import (
@@ -145,11 +146,11 @@ SEARCH = Operation(
     description="IHE MHD ITI-67, DMP TD3.1. A document the caller may not read is neither "
     "listed nor counted.",
     search=DOCREF_SEARCH,
-    extra=(*PAGING, SORT, INCLUDE),
+    extra=(*PAGING, *COUNTING_PARAMS, SORT, INCLUDE),
 )
 
 SEARCH_POST = replace(
     SEARCH,
     summary=SEARCH.summary + " by POST (FHIR R4 search: POST [type]/_search)",
-    body=search_form(DOCREF_SEARCH, (*PAGING, SORT, INCLUDE)),
+    body=search_form(DOCREF_SEARCH, (*PAGING, *COUNTING_PARAMS, SORT, INCLUDE)),
 )

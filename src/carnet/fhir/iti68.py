@@ -82,6 +82,7 @@ def _wants_resource(request: Request, content_type: str) -> bool:
 
 
 async def retrieve(request: Request) -> Response:
+    scope = await scope_of(request)  # who asks first: 401 before anything else
     # what cannot be served is refused before the content is read (and its read traced)
     format_asked(request)
     if only_fhir_xml(request.headers.get("accept")):
@@ -89,7 +90,6 @@ async def retrieve(request: Request) -> Response:
             f"Accept {request.headers.get('accept')!r} cannot be served: the Binary resource "
             "is served as FHIR JSON (application/fhir+json), or the content as it is"
         )
-    scope = await scope_of(request)
     content = await scope.documents.content(request.path_params["id"])
     size = content.size
     tag = f'"{content.info.etag}"'
@@ -192,6 +192,7 @@ RETRIEVE = Operation(
         ),
         304: Reply("unchanged (If-None-Match)", {}, {"ETag": "the content's SHA-256"}),
         404: None,
+        406: None,
         410: None,
         416: outcome("the Range cannot be served", Content_Range="bytes */<size>"),
     },

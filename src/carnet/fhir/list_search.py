@@ -25,6 +25,7 @@ from carnet.fhir.capability import LIST_SEARCH
 from carnet.fhir.context import NOT_FOUND, base_url, core_of, scope_of
 from carnet.fhir.docref_resource import with_entry_uuid
 from carnet.fhir.errors import NotFound
+from carnet.fhir.openapi import COUNTING as COUNTING_PARAMS
 from carnet.fhir.openapi import PAGING, Operation, resource, search_form
 from carnet.fhir.search_params import (
     COUNTING,
@@ -136,13 +137,13 @@ SEARCH = Operation(
     description="IHE MHD ITI-66: a patient's submission sets, each with the documents the "
     "caller may read.",
     search=LIST_SEARCH,
-    extra=PAGING,
+    extra=(*PAGING, *COUNTING_PARAMS),
 )
 
 SEARCH_POST = replace(
     SEARCH,
     summary=SEARCH.summary + " by POST (FHIR R4 search: POST [type]/_search)",
-    body=search_form(LIST_SEARCH),
+    body=search_form(LIST_SEARCH, (*PAGING, *COUNTING_PARAMS)),
 )
 READ = Operation(
     "Read a List (a submission set)",

@@ -188,7 +188,20 @@ CURSOR = SearchParam(
     "http://hl7.org/fhir/R4/http.html#paging",
     "the opaque cursor of a next link, as this server issued it (400 otherwise)",
 )
+SUMMARY = SearchParam(
+    "_summary",
+    "special",
+    "http://hl7.org/fhir/R4/search.html#summary",
+    "count: the total alone, no entries",
+)
+TOTAL = SearchParam(
+    "_total",
+    "special",
+    "http://hl7.org/fhir/R4/search.html#total",
+    "none, estimate or accurate (carnet always counts exactly what the caller may read)",
+)
 PAGING = (COUNT, CURSOR)
+COUNTING = (SUMMARY, TOTAL)
 """A paged search's own parameters (give them in ``extra``)."""
 
 

@@ -22,7 +22,7 @@ from carnet.fhir.wire import fhir_response
 async def search_patient(request: Request) -> Response:
     scope = await scope_of(request)
     params = request.query_params
-    ignored = check_known(params, set(PATIENT_SEARCH), "Patient", strict=strict_handling(request))
+    ignored = check_known(params, PATIENT_SEARCH, "Patient", strict=strict_handling(request))
     limits = core_of(request).limits
     count(params, limits.page_size_default, limits.page_size_max)
     identifiers = [(t.system, t.code) for group in tokens(params, "identifier") for t in group]

@@ -88,7 +88,7 @@ async def search_related_person(request: Request) -> Response:
     scope = await scope_of(request)
     p = request.query_params
     ignored = check_known(
-        p, set(RELATED_PERSON_SEARCH), "RelatedPerson", strict=strict_handling(request)
+        p, RELATED_PERSON_SEARCH, "RelatedPerson", strict=strict_handling(request)
     )
     ids = [i for group in references(p, "patient", "Patient") for i in group]
     if not ids:

@@ -34,6 +34,7 @@ from carnet.domain.search import (
     normalise_name,
 )
 from carnet.fhir.errors import InvalidInput, UnsupportedMediaType
+from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.wire import read_body
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -79,7 +80,7 @@ async def search_params(request: Request, limit: int = 1 << 20) -> QueryParams:
 
 def check_known(
     params: QueryParams,
-    known: Mapping[str, str] | Iterable[str],
+    known: Mapping[str, SearchParam | str] | Iterable[str],
     resource: str,
     *,
     strict: bool = True,
@@ -88,7 +89,11 @@ def check_known(
     parameter is refused (400). ``known``: names, or names with their FHIR types (which then
     decide the modifiers each takes: ``:exact`` and ``:contains`` on strings, ``:identifier``
     on references)."""
-    types: Mapping[str, str] = known if isinstance(known, Mapping) else dict.fromkeys(known, "")
+    types: dict[str, str] = (
+        {n: t.type if isinstance(t, SearchParam) else t for n, t in known.items()}
+        if isinstance(known, Mapping)
+        else dict.fromkeys(known, "")
+    )
     for name, value in params.multi_items():
         if "\x00" in name or "\x00" in value:
             raise InvalidInput("search parameters may not contain NUL characters", expression=name)

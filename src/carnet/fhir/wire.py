@@ -54,7 +54,7 @@ def best_of(offered: list[str], accept: str) -> str | None:
 def format_asked(request: Request) -> str | None:
     """``_format``, normalised; 406 unless it names JSON."""
     fmt = request.query_params.get("_format")
-    if fmt is None:
+    if not fmt:  # absent, or empty: as if absent
         return None
     if media_type(fmt) not in JSON_FORMATS:
         raise NotAcceptable(
