@@ -104,6 +104,17 @@ def test_xml_is_refused_with_406_everywhere(http: httpx.Client, doc: Doc) -> Non
         headers={**a.headers, **FHIR_JSON, "Accept": "application/fhir+xml"},
     )
     outcome(r, 406)
+    r = http.post(
+        "/fhir/Binary",
+        params={"_format": "xml"},
+        content=pdf_bytes(),
+        headers={
+            **a.headers,
+            "Content-Type": "application/pdf",
+            "X-Security-Context": f"Patient/{doc.pid}",
+        },
+    )
+    outcome(r, 406)
     search = _get(http, "/fhir/DocumentReference", a, params={"patient": doc.pid}).json()
     assert search["total"] == 1
 

@@ -13,11 +13,12 @@ from carnet.fhir.context import FHIR_ID, base_url, scope_of, settings_of
 from carnet.fhir.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from carnet.fhir.openapi import ANY, LOCATION, RAW, Header, Operation, outcome
 from carnet.fhir.outcome import operation_outcome
-from carnet.fhir.wire import fhir_response, is_json_type
+from carnet.fhir.wire import check_accept, fhir_response, is_json_type
 
 
 async def create_binary(request: Request) -> Response:
     scope = await scope_of(request)
+    check_accept(request)  # the answer is FHIR JSON (scope_of skips Binary paths)
     settings = settings_of(request)
     content_type = request.headers.get("content-type")
     if not content_type:
