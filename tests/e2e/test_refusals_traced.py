@@ -303,8 +303,9 @@ def test_a_search_rejected_before_naming_a_record_is_not_traced(
     server: Server, http: httpx.Client, other_pro: Pro
 ) -> None:
     """A bad parameter is a client error: no record was named, no decision taken."""
+    strict = {**other_pro.headers, "Prefer": "handling=strict"}
     for path in ("DocumentReference", "List", "AuditEvent"):
-        r = http.get(f"/fhir/{path}", params={"nonsense": "1"}, headers=other_pro.headers)
+        r = http.get(f"/fhir/{path}", params={"nonsense": "1"}, headers=strict)
         assert r.status_code == 400, r.text
     many = ",".join(f"{n:032x}" for n in range(101))
     for path in ("DocumentReference", "List", "AuditEvent"):

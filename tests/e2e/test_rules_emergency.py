@@ -226,10 +226,19 @@ def test_normal_mode_has_no_emergency_path(rules: Rules, world: World) -> None:
             f"/fhir/DocumentReference/{w.plain}", headers={**stranger.headers, **headers}
         )
         outcome(r, 404)
+    # a "mode" parameter is no search parameter: ignored (and said so), or refused when strict
     r = rules.http.get(
         "/fhir/DocumentReference",
         params={"patient": w.pid, "mode": "bris_de_glace"},
         headers=stranger.headers,
+    )
+    assert r.status_code == 200 and r.json()["total"] == 0, r.text
+    [warning] = [e for e in r.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert warning["resource"]["issue"][0]["expression"] == ["mode"]
+    r = rules.http.get(
+        "/fhir/DocumentReference",
+        params={"patient": w.pid, "mode": "bris_de_glace"},
+        headers={**stranger.headers, "Prefer": "handling=strict"},
     )
     outcome(r, 400)
     r = rules.http.get(f"/fhir/Patient/{w.pid}/$everything", headers=stranger.headers)
