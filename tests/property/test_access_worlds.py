@@ -66,7 +66,15 @@ from carnet.domain.errors import Gone, NotFound
 from carnet.domain.errors import Invalid as InvalidInput
 from carnet.domain.ins import make_nir
 from carnet.domain.professionals import STRUCTURE_SYSTEM
-from carnet.domain.search import DateRange, DocumentCriteria, ListCriteria, Token
+from carnet.domain.search import (
+    DateRange,
+    DocumentCriteria,
+    ListCriteria,
+    Ref,
+    Text,
+    Token,
+    normalise_name,
+)
 from carnet.domain.trace_view import REFUSED, refs_of
 from carnet.domain.traces import AuditCriteria, StoredEvent
 from carnet.fhir.consent_resource import parse_consent, render_consent
@@ -104,6 +112,14 @@ PRO_KINDS: tuple[tuple[str, str | None], ...] = (
     ("60", None),  # infirmier
 )
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+# what documents and their submission sets carry for the searches of MHD 4.2.3 and PDSm, drawn
+# from the model (the author's RPPS, the hour, the day) so that the oracle knows it
+NAMES = (("Dupont", "Jean-Pierre"), ("Lefèvre", "Hélène"), ("Martin", "Marc"))
+EVENTS = ("DEQP003", "YYYY600")  # CCAM, by the document's hour (8, 14)
+TITLES = ("Bilan cardiologique", "Suivi diabète")  # by the hour
+DESIGNATIONS = ("34133-9", "11369-6")  # by the day's parity
+CCAM = "urn:oid:1.2.250.1.213.2.5"
+ORDERS = "urn:oid:1.2.250.1.999.7"
 BASE_DAY = datetime(2025, 3, 3)  # document dates: BASE_DAY + 0..3 days, 08:00 or 14:00 UTC
 REASON = "urgence vitale : patient inconscient aux urgences"
 MAX_PAGES = 200
@@ -227,6 +243,21 @@ class SearchPlan:
     count: int = 20
     sort_desc: bool = True
     include: bool = False
+    # the parameters of MHD 4.2.3 and PDSm (AND between them; each one value)
+    creation: tuple[tuple[str, int], ...] = ()  # (prefix, day), as dates
+    period_start: tuple[tuple[str, int], ...] = ()
+    period_end: tuple[tuple[str, int], ...] = ()  # no document has an end: matches none
+    last_updated: str | None = None  # "ge" or "lt" 2000-01-01
+    given: int | None = None  # index in NAMES; an author's given name
+    family: int | None = None  # index in NAMES
+    event: int | None = None  # index in EVENTS
+    related: int | None = None  # the day of the order number ORD-<day>
+    relates_to: bool = False  # relatesto: the picked documents' ids (what replaced them)
+    # ITI-66: the Lists' filters (one submission set per document here)
+    list_title: int | None = None  # index in TITLES
+    list_designation: int | None = None  # index in DESIGNATIONS
+    list_family: int | None = None  # index in NAMES: the set's author
+    list_archived: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -340,7 +371,31 @@ def _search_plans(palette: tuple[TypeRow, ...], n_pros: int) -> st.SearchStrateg
         count=st.integers(1, 5),
         sort_desc=st.booleans(),
         include=st.booleans(),
+        creation=_day_filters(),
+        period_start=_day_filters(),
+        period_end=st.just(()) | st.just(()) | _day_filters(),
+        last_updated=st.sampled_from((None, None, None, "ge", "lt")),
+        given=_maybe(len(NAMES)),
+        family=_maybe(len(NAMES)),
+        event=_maybe(len(EVENTS)),
+        related=_maybe(4),
+        relates_to=_rarely(),
+        list_title=_maybe(len(TITLES)),
+        list_designation=_maybe(len(DESIGNATIONS)),
+        list_family=_maybe(len(NAMES)),
+        list_archived=st.sampled_from((None, None, False, True)),
     )
+
+
+def _maybe(n: int) -> st.SearchStrategy[int | None]:
+    """None (mostly), or an index below ``n``."""
+    return st.none() | st.none() | st.integers(0, n - 1)
+
+
+def _day_filters() -> st.SearchStrategy[tuple[tuple[str, int], ...]]:
+    return st.just(()) | st.lists(
+        st.tuples(st.sampled_from(DATE_PREFIXES), st.integers(-1, 4)), max_size=1
+    ).map(tuple)
 
 
 @st.composite
@@ -416,6 +471,8 @@ class DocModel:
     versions: int = 1
     status_before_deletion: str = ""
     content: bytes = b""
+    names: tuple[str, str] | None = None  # a professional author's (family, given)
+    replaces_id: str | None = None
 
     def facts(self, *, before_deletion: bool = False) -> DocumentFacts:
         return DocumentFacts(
@@ -600,6 +657,18 @@ class Env:
             self.loop.close()
 
 
+def _event_of(date: datetime) -> str:
+    return EVENTS[0 if date.hour < 12 else 1]
+
+
+def _order_of(date: datetime) -> str:
+    return f"ORD-{(date - BASE_DAY).days}"
+
+
+def _designation_of(date: datetime) -> str:
+    return DESIGNATIONS[(date - BASE_DAY).days % 2]
+
+
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -679,15 +748,32 @@ async def _publish(
         replaces=replaces.doc_id if replaces else None,
     )
     dr["type"]["coding"][0]["system"] = row[1]
+    names = None if by_patient else NAMES[int(actor.rpps or "0") % len(NAMES)]
     if by_patient:  # the patient is the author: no RPPS, the document is theirs
         dr["contained"][1] = {
             "resourceType": "Patient",
             "id": "author",
             "identifier": [{"system": f"urn:oid:{TEST_OID}", "value": rec.ins}],
+            "name": [{"family": "Patient", "given": ["Jean"]}],  # never searchable
         }
-    submission = build_submission(
-        bundle(rec.ins, [(dr, content, "application/pdf")]), allow_test=True, actor_id=actor.id
+    else:
+        assert names is not None
+        dr["contained"][1]["name"] = [{"family": names[0], "given": [names[1]]}]
+    dr["context"]["event"] = [{"coding": [{"system": CCAM, "code": _event_of(date)}]}]
+    dr["context"]["related"] = [{"identifier": {"system": ORDERS, "value": _order_of(date)}}]
+    b = bundle(rec.ins, [(dr, content, "application/pdf")])
+    lst = b["entry"][0]["resource"]
+    lst["title"] = TITLES[0 if date.hour < 12 else 1]
+    lst["extension"].append(
+        {
+            "url": "https://profiles.ihe.net/ITI/MHD/StructureDefinition/ihe-designationType",
+            "valueCodeableConcept": {
+                "coding": [{"system": "http://loinc.org", "code": _designation_of(date)}]
+            },
+        }
     )
+    lst["contained"][0] = dr["contained"][1] | {"id": "a"}
+    submission = build_submission(b, allow_test=True, actor_id=actor.id)
     with _clock_back(age_days) as offset:
         added_at = utcnow() - offset
         result = await env.scope(actor).publish(submission)
@@ -714,6 +800,8 @@ async def _publish(
         date=date,
         added_at=added_at,
         content=content,
+        names=names,
+        replaces_id=replaces.doc_id if replaces else None,
     )
     rec.docs.append(doc)
     return doc
@@ -991,6 +1079,22 @@ def _matches(doc: DocModel, s: SearchPlan, world: World, rec: RecordModel) -> bo
         return False
     if not all(_date_matches(doc.date, p, d) for p, d in s.dates):
         return False
+    # creation and period-start are the document's date here (docref's attachment.creation and
+    # context.period.start); no document has a period end
+    if not all(_date_matches(doc.date, p, d) for p, d in s.creation + s.period_start):
+        return False
+    if s.period_end or s.last_updated == "lt":
+        return False
+    if s.given is not None and not (doc.names and doc.names[1] == NAMES[s.given][1]):
+        return False
+    if s.family is not None and not (doc.names and doc.names[0] == NAMES[s.family][0]):
+        return False
+    if s.event is not None and _event_of(doc.date) != EVENTS[s.event]:
+        return False
+    if s.related is not None and _order_of(doc.date) != f"ORD-{s.related}":
+        return False
+    if s.relates_to and doc.replaces_id not in {d.doc_id for d in _picked(rec, s)}:
+        return False
     if s.archived is None:  # archived documents: asked for explicitly, or named
         return s.named is not None or not doc.archived
     return doc.archived == s.archived
@@ -1022,7 +1126,61 @@ def _criteria(world: World, rec: RecordModel, s: SearchPlan) -> DocumentCriteria
     for prefix, day in s.dates:
         lo = BASE_DAY + timedelta(days=day)
         c.date.append(DateRange(prefix, lo, lo + timedelta(days=1)))
+    c.creation = [_day_range(p, d) for p, d in s.creation]
+    c.period_start = [_day_range(p, d) for p, d in s.period_start]
+    c.period_end = [_day_range(p, d) for p, d in s.period_end]
+    if s.last_updated:
+        c.last_updated = [DateRange(s.last_updated, datetime(2000, 1, 1), datetime(2000, 1, 2))]
+    if s.given is not None:
+        c.author_given = [[Text(normalise_name(NAMES[s.given][1].split("-")[0]))]]
+    if s.family is not None:
+        c.author_family = [[Text(normalise_name(NAMES[s.family][0]))]]
+    if s.event is not None:
+        c.event = [[Token(CCAM, EVENTS[s.event])]]
+    if s.related is not None:
+        c.related = [[Ref(identifier=Token(ORDERS, f"ORD-{s.related}"))]]
+    if s.relates_to:
+        c.relates_to = [[d.doc_id for d in _picked(rec, s)] or ["none"]]
     return c
+
+
+def _day_range(prefix: str, day: int) -> DateRange:
+    lo = BASE_DAY + timedelta(days=day)
+    return DateRange(prefix, lo, lo + timedelta(days=1))
+
+
+def _list_criteria(rec: RecordModel, s: SearchPlan) -> ListCriteria:
+    c = ListCriteria(record_ids=[[rec.rid]], count=s.count, archived=s.list_archived)
+    if s.list_title is not None:
+        c.title = [[Text(normalise_name(TITLES[s.list_title].split()[1]))]]
+    if s.list_designation is not None:
+        c.designation_type = [[Token("http://loinc.org", DESIGNATIONS[s.list_designation])]]
+    if s.list_family is not None:
+        c.source_family = [[Text(normalise_name(NAMES[s.list_family][0]))]]
+    return c
+
+
+def _list_filters(s: SearchPlan) -> dict[str, Any]:
+    return {
+        "list_title": s.list_title,
+        "list_designation": s.list_designation,
+        "list_family": s.list_family,
+        "list_archived": s.list_archived,
+    }
+
+
+def _list_matches(doc: DocModel, s: SearchPlan) -> bool:
+    """Whether the submission set that brought ``doc`` meets the List filters of ``s``."""
+    if s.list_archived:
+        return False  # a submission set is never archived
+    if s.list_title is not None and TITLES[0 if doc.date.hour < 12 else 1] != TITLES[s.list_title]:
+        return False
+    if (
+        s.list_designation is not None
+        and _designation_of(doc.date) != DESIGNATIONS[s.list_designation]
+    ):
+        return False
+    return s.list_family is None or bool(doc.names and doc.names[0] == NAMES[s.list_family][0])
 
 
 async def _search_all(
@@ -1172,20 +1330,23 @@ async def check_actor(env: Env, world: World, who: str, actor: Actor, check: Che
             check.expect(totals <= {len(want)}, f"{where}: total {totals}, expected {len(want)}")
             check.decisions += len(rec.docs)
         # ITI-66: the submission sets (one per document here) name only readable documents
-        readable = {d.doc_id for d in rec.docs if allowed[d.doc_id]}
-        count = world.plan.searches[0].count
-        where = f"{who}: Lists of {rec.name} (count {count})"
-        status, sets, named, totals = await _lists_all(
-            scope, ListCriteria(record_ids=[[rec.rid]], count=count), check, where
-        )
-        check.expect(status == "ok", f"{where}: -> {status}")
-        check.expect(len(sets) == len(set(sets)), f"{where}: duplicate Lists {sets}")
-        check.expect(
-            sorted(named) == sorted(readable),
-            f"{where}: name {_names(named, by_id)}, expected {_names(readable, by_id)}",
-        )
-        check.expect(totals <= {len(readable)}, f"{where}: total {totals}, not {len(readable)}")
-        check.decisions += len(rec.docs)
+        # unfiltered, and with the List filters of the world's first search when it has any
+        first = world.plan.searches[0]
+        plain_lists = SearchPlan(count=first.count)
+        for ls in dict.fromkeys((plain_lists, replace(plain_lists, **_list_filters(first)))):
+            readable = {d.doc_id for d in rec.docs if allowed[d.doc_id] and _list_matches(d, ls)}
+            where = f"{who}: Lists of {rec.name} ({ls})"
+            status, sets, named, totals = await _lists_all(
+                scope, _list_criteria(rec, ls), check, where
+            )
+            check.expect(status == "ok", f"{where}: -> {status}")
+            check.expect(len(sets) == len(set(sets)), f"{where}: duplicate Lists {sets}")
+            check.expect(
+                sorted(named) == sorted(readable),
+                f"{where}: name {_names(named, by_id)}, expected {_names(readable, by_id)}",
+            )
+            check.expect(totals <= {len(readable)}, f"{where}: total {totals}, not {len(readable)}")
+            check.decisions += len(rec.docs)
         # $everything: the Patient, then every document, archived or not
         if record_read:
             got_all: list[str] = []
@@ -1595,8 +1756,13 @@ HAND_PLAN = WorldPlan(
         ),
     ),
     searches=(
-        SearchPlan(count=2),
+        SearchPlan(count=2, list_title=0, list_family=0, list_designation=1),
         SearchPlan(archived=True, count=1, sort_desc=False, include=True),
+        # the parameters of MHD 4.2.3 and PDSm (their values drawn from the model)
+        SearchPlan(family=0, event=0, creation=(("ge", 1),), period_start=(("lt", 3),), count=1),
+        SearchPlan(given=1, related=1, last_updated="ge", count=2, by_identifier=True),
+        SearchPlan(relates_to=True, picks=tuple(range(12)), count=1),
+        SearchPlan(period_end=(("ge", 0),), last_updated="lt"),
         SearchPlan(labels=("MASQUE_PS",), include=True, by_identifier=True),
         SearchPlan(statuses=("superseded",), count=1),
         SearchPlan(dates=(("ge", 1), ("lt", 3)), types=((0, True), (2, False)), count=1),
