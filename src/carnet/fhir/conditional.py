@@ -14,7 +14,9 @@ from carnet.access.scope import Scope
 from carnet.domain.search import DocumentCriteria
 from carnet.fhir.context import NOT_FOUND
 from carnet.fhir.errors import InvalidInput, NotFound, PreconditionFailed
+from carnet.fhir.openapi import ETAG, Reply, resource
 from carnet.fhir.search_params import tokens
+from carnet.fhir.search_spec import SearchParam
 
 
 def _condition(request: Request, verb: str) -> DocumentCriteria:
@@ -44,3 +46,18 @@ async def named_document(request: Request, scope: Scope, verb: str) -> str:
             expression="identifier",
         )
     return page.items[0].doc_id
+
+
+IDENTIFIER = SearchParam(
+    "identifier",
+    "token",
+    "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+    "the document's uniqueId or entryUUID (required)",
+)
+"""The condition of a conditional update or patch, as the API's description shows it."""
+
+
+def update_replies(done: str) -> dict[int, Reply | None]:
+    """What a document's update (PUT, PATCH, and their conditional forms) answers."""
+    ok = resource("DocumentReference", f"the DocumentReference as {done}", ETag=ETAG)
+    return {200: ok, 400: None, 404: None, 409: None, 410: None, 412: None, 413: None, 422: None}

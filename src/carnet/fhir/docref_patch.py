@@ -36,7 +36,7 @@ from starlette.responses import Response
 
 from carnet.domain.documents import DocumentChange, StoredDocument
 from carnet.fhir import openapi as api
-from carnet.fhir.conditional import named_document
+from carnet.fhir.conditional import IDENTIFIER, named_document, update_replies
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import render_docref
 from carnet.fhir.docref_update import document_change, updated_response
@@ -45,7 +45,6 @@ from carnet.fhir.errors import (
     UnprocessableEntity,
     UnsupportedMediaType,
 )
-from carnet.fhir.search_spec import SearchParam
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import JSON_PATCH, media_type, parse_if_match, read_body
 
@@ -215,19 +214,9 @@ async def conditional_patch_docref(request: Request) -> Response:
     return updated_response(doc, base)
 
 
-_PATCH_REPLIES: dict[int, api.Reply | None] = {
-    200: api.resource("DocumentReference", "the DocumentReference as patched", ETag=api.ETAG),
-    400: None,
-    404: None,
-    409: None,
-    410: None,
-    412: None,
-    413: None,
-    422: None,
-}
 PATCH = api.Operation(
     "Patch a document's metadata with JSON Patch: status, securityLabel, archiving (TD3.3a-d)",
-    _PATCH_REPLIES,
+    update_replies("patched"),
     description="Only /status, /securityLabel and the archive extension change (PDSm Flux 03); "
     "the same rules, traces and If-Match as PUT.",
     headers=(api.IF_MATCH,),
@@ -235,17 +224,10 @@ PATCH = api.Operation(
 )
 CONDITIONAL_PATCH = api.Operation(
     "Patch the one document an identifier names (conditional patch)",
-    _PATCH_REPLIES,
+    update_replies("patched"),
     description="identifier: the uniqueId or entryUUID, among the documents the caller may "
     "read; none is 404, several 412.",
     headers=(api.IF_MATCH,),
     body={api.JSON_PATCH: api.JSON_PATCH_DOCUMENT},
-    extra=(
-        SearchParam(
-            "identifier",
-            "token",
-            "http://hl7.org/fhir/SearchParameter/clinical-identifier",
-            "the document's uniqueId or entryUUID (required)",
-        ),
-    ),
+    extra=(IDENTIFIER,),
 )

@@ -24,7 +24,7 @@ from carnet.domain.documents import (
     DocumentStatus,
     StoredDocument,
 )
-from carnet.fhir.conditional import named_document
+from carnet.fhir.conditional import IDENTIFIER, named_document, update_replies
 from carnet.fhir.context import base_url, scope_of, settings_of
 from carnet.fhir.docref_resource import (
     archived_of,
@@ -33,8 +33,7 @@ from carnet.fhir.docref_resource import (
     render_docref,
 )
 from carnet.fhir.errors import InvalidInput, UnprocessableEntity
-from carnet.fhir.openapi import ETAG, IF_MATCH, Operation, body, resource
-from carnet.fhir.search_spec import SearchParam
+from carnet.fhir.openapi import IF_MATCH, Operation, body
 from carnet.fhir.validation import validate
 from carnet.fhir.wire import etag, fhir_response, http_date, parse_if_match, read_resource
 
@@ -138,42 +137,17 @@ async def _update(
 
 CONDITIONAL_UPDATE = Operation(
     "Update the one document an identifier names (conditional update)",
-    {
-        200: resource("DocumentReference", "the DocumentReference as updated", ETag=ETAG),
-        400: None,
-        404: None,
-        409: None,
-        410: None,
-        412: None,
-        413: None,
-        422: None,
-    },
+    update_replies("updated"),
     description="identifier: the uniqueId or entryUUID, among the documents the caller may "
     "read; none is 404 (documents are published by ITI-65 or ITI-105), several 412.",
     headers=(IF_MATCH,),
     body=body("DocumentReference"),
-    extra=(
-        SearchParam(
-            "identifier",
-            "token",
-            "http://hl7.org/fhir/SearchParameter/clinical-identifier",
-            "the document's uniqueId or entryUUID (required)",
-        ),
-    ),
+    extra=(IDENTIFIER,),
 )
 
 UPDATE = Operation(
     "Update a document's metadata: status, securityLabel, archiving (DMP TD3.3)",
-    {
-        200: resource("DocumentReference", "the DocumentReference as updated", ETag=ETAG),
-        400: None,
-        404: None,
-        409: None,
-        410: None,
-        412: None,
-        413: None,
-        422: None,
-    },
+    update_replies("updated"),
     description="Only status, securityLabel and the archive extension (pdsm-ext-is-archived, "
     "or carnet's dmp-archived) may change.",
     headers=(IF_MATCH,),
